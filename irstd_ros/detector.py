@@ -1,0 +1,67 @@
+"""A ready-to-run detector: a loaded model plus the pure pipeline (preprocess -> model -> postprocess).
+
+Everything that turns pixels into detections (eval CLI, ROS node, bag tools) goes
+through :class:`Detector`, so they all see identical numbers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from .checkpoints import load_model
+from .pipeline import Detection, Geometry, postprocess, preprocess, restore, run_model
+from .precision import resolve_precision
+
+BACKENDS = ("torch",)
+
+
+@dataclass
+class DetectorConfig:
+    model: str = "lrrnet"
+    weights: Optional[str] = None
+    backend: str = "torch"
+    device: str = "cpu"
+    precision: str = "auto"       # auto | fp32 | bf16
+    input_size: int = 0           # 0: native protocol (pad to stride); N: resize to N x N (paper protocol)
+
+
+class Detector:
+    def __init__(self, cfg: DetectorConfig = DetectorConfig()):
+        if cfg.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {cfg.backend!r}; available: {', '.join(BACKENDS)}")
+        self.cfg = cfg
+        self.device = torch.device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        model, self.meta = load_model(cfg.model, cfg.weights)
+        self.model = model.to(self.device)
+        if self.precision == "bf16" or self.device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.stride = self.model.stride
+        if cfg.input_size and cfg.input_size % self.stride:
+            raise ValueError(f"input_size {cfg.input_size} must be a multiple of {self.stride}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.cfg.model}/{self.cfg.backend}-{self.precision}"
+
+    def probabilities(self, image: np.ndarray) -> np.ndarray:
+        """Per-pixel target probability at the image's native size (float32 HxW)."""
+        x, geom = preprocess(image, self.stride, self.cfg.input_size or None)
+        probs = run_model(self.model, x.contiguous(memory_format=torch.channels_last), self.precision)[0]
+        return restore(probs, geom)
+
+    def detect(self, image: np.ndarray, threshold: float = 0.5, min_area: int = 1, max_area: int = 0,
+               max_detections: int = 0) -> Tuple[np.ndarray, np.ndarray, List[Detection]]:
+        """Probabilities, the filtered 0/255 mask, and the detections, all in native pixels."""
+        probs = self.probabilities(image)
+        mask, dets = postprocess(probs, threshold, min_area, max_area, max_detections)
+        return probs, mask, dets
+
+    def warmup(self, height: int = 256, width: int = 256, runs: int = 2) -> None:
+        img = np.zeros((height, width), np.float32)
+        for _ in range(runs):
+            self.probabilities(img)

@@ -1,0 +1,42 @@
+"""irstd_ros: an ament_python package that also installs with plain pip (``pip install -e .``)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "irstd_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Real-time infrared small-target detection for ROS 2 thermal cameras",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={PACKAGE: ["weights/*.pt", "weights/*.json", "sample/*/*.png", "sample/*/*.txt",
+                            "sample/*/*/*.png", "sample/*/*/*.txt"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.py")),
+        (f"share/{PACKAGE}/config", glob("config/*")),
+    ],
+    install_requires=[
+        "numpy>=1.24",
+        "opencv-python-headless>=4.8",
+        "pillow>=10",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "torch>=2.4",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "scikit-image>=0.22"],
+    },
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "irstd-eval = irstd_ros.cli.eval:main",
+            "irstd-demo = irstd_ros.cli.demo:main",
+        ],
+    },
+)

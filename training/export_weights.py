@@ -1,0 +1,66 @@
+"""Export a training checkpoint to a small shippable one (fp16 tensors) plus a JSON model card.
+
+    python -m training.export_weights runs/lrrnet_sirst-v1/best.pt irstd_ros/weights/lrrnet_sirst-v1.pt \
+        --metrics paper=eval_paper.json --metrics native=eval_native.json
+
+The card records the model, its config, the training data and splits, the
+epochs, the validation record that selected it, and any test metrics given.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from . import checkpoint
+
+
+def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float16) -> dict:
+    state = checkpoint.load(src)
+    if "state_dict" not in state:  # a last.pt training checkpoint
+        state = checkpoint.inference_state_from_training(state)
+    sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state["state_dict"].items()}
+    cfg = state["config"]
+    out = {"model": state["model"], "model_args": state.get("model_args", {}), "state_dict": sd,
+           "epoch": state["epoch"]}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    checkpoint.save_atomic(out, dst)
+    card = {
+        "model": state["model"],
+        "model_args": state.get("model_args", {}),
+        "dtype": str(dtype).replace("torch.", ""),
+        "epochs_trained": state["epoch"],
+        "epochs_planned": cfg["epochs"],
+        "selected_by": f"best validation {cfg['select_metric']}",
+        "validation": state.get("record", {}).get("val"),
+        "data": [{k: d[k] for k in ("root", "train_split", "val_split") if k in d} for d in cfg["datasets"]],
+        "training_config": cfg,
+        "test_metrics": metrics,
+    }
+    dst.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("src")
+    ap.add_argument("dst")
+    ap.add_argument("--metrics", action="append", default=[], help="NAME=irstd-eval JSON to record in the card")
+    ap.add_argument("--fp32", action="store_true", help="keep fp32 tensors")
+    args = ap.parse_args(argv)
+    metrics = {}
+    for item in args.metrics:
+        name, _, path = item.partition("=")
+        res = json.loads(Path(path).read_text())
+        metrics[name] = {k: res[k] for k in ("dataset", "split", "protocol", "threshold", "iou", "niou", "pd", "fa",
+                                             "auc", "n_images", "n_targets") if k in res}
+    export(Path(args.src), Path(args.dst), metrics, torch.float32 if args.fp32 else torch.float16)
+    print(f"wrote {args.dst} and {Path(args.dst).with_suffix('.json')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
