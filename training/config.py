@@ -20,7 +20,7 @@ DEFAULTS: Dict[str, Any] = {
     "epochs": 100,
     "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "betas": [0.9, 0.999]},
     "schedule": {"name": "cosine", "warmup_epochs": 2, "min_lr": 1e-5, "power": 0.9},
-    "loss": {"recon_weight": 0.1},
+    "loss": {"recon_weight": 0.1, "bce_weight": 0.0, "bce_pos_weight": 1.0},
     "val_every": 1,
     "val_threshold": 0.5,
     "select_metric": "iou",

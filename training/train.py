@@ -89,6 +89,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-resume", action="store_true", help="ignore an existing last.pt")
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--save-replicas", action="store_true",
+                    help="at the end, every DDP rank saves its weights as replica<rank>.pt (to check they agree)")
     args = ap.parse_args(argv)
 
     try:
@@ -212,6 +214,8 @@ def train(cfg: dict, args) -> int:
             dist.barrier()
         if finished_early:
             break
+    if args.save_replicas:
+        torch.save(model.state_dict(), out / f"replica{rank}.pt")
     if world > 1:
         dist.destroy_process_group()
     return 0

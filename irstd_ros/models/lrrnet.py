@@ -129,6 +129,7 @@ class LRRNet(nn.Module):
         self.subtract = ResBlock(channels[0], layer_scale)
         self.mask_head = nn.Conv2d(channels[0], 1, 3, padding=1)
         self.recon_head = nn.Conv2d(channels[0], in_chans, 3, padding=1)
+        nn.init.constant_(self.mask_head.bias, -4.6)  # prior p = 0.01: targets are rare pixels
 
     def forward(self, x: torch.Tensor, return_reconstruction: bool = False):
         f_i = self.stem(x)

@@ -1,0 +1,26 @@
+# The two set-up commands of the README:
+#   make demo   installs everything into .venv and runs the main job on the built-in default
+#   make test   installs everything into .venv and runs the whole test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.irstd-installed
+
+.PHONY: install demo test bench clean
+
+$(STAMP): requirements.txt setup.py scripts/setup.sh
+	VENV=$(VENV) bash scripts/setup.sh
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(VENV)/bin/irstd-demo
+
+test: install
+	$(PY) -m pytest -q test
+
+bench: install
+	$(PY) bench/bench_lrrnet.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,105 @@
+"""The dataset reader on every PNG mode, odd sizes, 16-bit data, the real datasets, and its errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from irstd_ros.datasets import IRSTDDataset, paper_size, read_image, read_mask
+from irstd_ros.errors import DatasetError
+
+GREY = (np.arange(35 * 17).reshape(17, 35) % 256).astype(np.uint8)  # odd size: 35 x 17
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA", "P", "LA"])
+def test_every_8bit_mode_reads_as_the_same_grey(tmp_path, mode):
+    im = Image.fromarray(GREY, "L").convert(mode)
+    im.save(tmp_path / "x.png")
+    got = read_image(tmp_path / "x.png")
+    assert got.shape == (17, 35) and got.dtype == np.float32
+    np.testing.assert_allclose(got, GREY / 255.0, atol=1.5 / 255)  # palette quantisation may be off by one
+
+
+def test_16bit_png_keeps_its_depth(tmp_path):
+    data = (np.arange(64 * 3).reshape(3, 64) * 300).astype(np.uint16)
+    Image.fromarray(data).save(tmp_path / "x16.png")
+    assert Image.open(tmp_path / "x16.png").mode.startswith("I")
+    got = read_image(tmp_path / "x16.png")
+    np.testing.assert_allclose(got, data / 65535.0, atol=1e-7)
+    assert len(np.unique(got)) == data.size  # not squeezed to 8 bits
+
+
+def test_mask_binarises_above_127(tmp_path):
+    m = np.array([[0, 127, 128, 255]], np.uint8)
+    Image.fromarray(m).save(tmp_path / "m.png")
+    assert read_mask(tmp_path / "m.png").tolist() == [[False, False, True, True]]
+
+
+def test_all_modes_in_the_real_sirst_v1(sirst_root):
+    ds = IRSTDDataset(sirst_root, "trainval", protocol="native")
+    modes = {}
+    for name in ds.names:
+        modes.setdefault(Image.open(sirst_root / "images" / f"{name}.png").mode, name)
+    assert {"RGB", "L", "RGBA", "P"} <= set(modes)
+    for mode, name in modes.items():
+        s = ds.load(name)
+        assert s.image.ndim == 2 and s.image.shape == s.mask.shape
+        assert 0.0 <= s.image.min() and s.image.max() <= 1.0 and s.mask.any(), mode
+
+
+def test_protocols(sirst_root):
+    native = IRSTDDataset(sirst_root, "test", protocol="native")
+    paper = IRSTDDataset(sirst_root, "test", protocol="paper")
+    a, b = native[0], paper[0]
+    assert b.image.shape == (256, 256) and b.mask.shape == (256, 256)
+    assert a.image.shape == Image.open(sirst_root / "images" / f"{a.name}.png").size[::-1]
+    assert len(native) == 86
+
+
+def test_paper_sizes(datasets_dir):
+    assert paper_size(datasets_dir / "sirst-v1") == 256
+    assert paper_size(datasets_dir / "nudt-sirst") == 256
+    assert paper_size(datasets_dir / "irstd-1k") == 512
+    s = IRSTDDataset(datasets_dir / "irstd-1k", "test", protocol="paper")[0]
+    assert s.image.shape == (512, 512)
+
+
+def test_missing_mask_names_the_file(tmp_path, sirst_root):
+    from conftest import make_subset
+    root = make_subset(sirst_root, tmp_path / "d", {"test": ["Misc_1", "Misc_10"]})
+    (root / "masks" / "Misc_10.png").unlink()
+    with pytest.raises(DatasetError, match=r"lists 'Misc_10' but masks/Misc_10.png is missing"):
+        IRSTDDataset(root, "test")
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda r: None, "dataset directory not found"),
+    (lambda r: (r / "images").mkdir(parents=True), "no masks/ directory"),
+])
+def test_bad_roots(tmp_path, setup, message):
+    root = tmp_path / "nope"
+    setup(root)
+    with pytest.raises(DatasetError, match=message):
+        IRSTDDataset(root, "test")
+
+
+def test_unknown_split_lists_the_known_ones(sirst_root):
+    with pytest.raises(DatasetError, match="split 'tset' not found.*test, train, trainval, val"):
+        IRSTDDataset(sirst_root, "tset")
+
+
+def test_unknown_protocol(sirst_root):
+    with pytest.raises(DatasetError, match="unknown protocol"):
+        IRSTDDataset(sirst_root, "test", protocol="stretch")
+
+
+def test_corrupt_and_mismatched_files(tmp_path, sirst_root):
+    from conftest import make_subset
+    root = make_subset(sirst_root, tmp_path / "d", {"test": ["Misc_1", "Misc_10"]})
+    (root / "images" / "Misc_1.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    ds = IRSTDDataset(root, "test")
+    with pytest.raises(DatasetError, match="cannot read image"):
+        ds.load("Misc_1")
+    Image.fromarray(np.zeros((5, 7), np.uint8)).save(root / "masks" / "Misc_10.png")
+    with pytest.raises(DatasetError, match="mask is 7x5"):
+        ds.load("Misc_10")

@@ -1,0 +1,115 @@
+"""irstd-eval end to end with the shipped LRRNet weights on real SIRST-v1 frames."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from irstd_ros.checkpoints import default_weights
+from irstd_ros.datasets import IRSTDDataset, read_mask
+from irstd_ros.metrics import MetricAccumulator
+
+EVAL = [sys.executable, "-m", "irstd_ros.cli.eval"]
+
+
+def run(*args):
+    return subprocess.run([*EVAL, *map(str, args)], capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def paper_run(sirst_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("paper")
+    r = run("--model", "lrrnet", "--data", sirst_root, "--split", "test", "--protocol", "paper",
+            "--json", out / "m.json", "--plots", out / "plots")
+    assert r.returncode == 0, r.stderr
+    return json.loads((out / "m.json").read_text()), out, r.stdout
+
+
+def test_shipped_weights_meet_the_first_bar_on_sirst_v1_test(paper_run):
+    res, _, stdout = paper_run
+    assert res["n_images"] == 86 and res["protocol"] == "paper" and res["input_size"] == 256
+    assert res["iou"] >= 0.65, res
+    assert res["pd"] >= 0.93, res
+    assert res["fa"] <= 2e-5, res
+    assert "IoU" in stdout and "Pd" in stdout
+
+
+def test_json_has_the_documented_keys_as_plain_numbers(paper_run):
+    res, _, _ = paper_run
+    for k in ("iou", "niou", "pd", "fa", "auc", "n_images", "n_targets", "fps", "latency_ms_median"):
+        assert isinstance(res[k], (int, float)), k
+    assert 0 < res["fa"] < 1e-3  # a plain fraction, not 1e-6 units
+    assert 0.5 < res["auc"] <= 1.0
+    assert res["fps"] == pytest.approx(1e3 / res["latency_ms_median"])
+
+
+def test_plots_are_written(paper_run):
+    _, out, _ = paper_run
+    pngs = sorted(p.name for p in (out / "plots").glob("*.png"))
+    assert "roc.png" in pngs and sum(p.startswith("overlay_") for p in pngs) == 6
+
+
+def test_saved_masks_agree_with_the_json(sirst_root, tmp_path):
+    r = run("--data", sirst_root, "--split", "test", "--protocol", "native", "--limit", "12",
+            "--json", tmp_path / "m.json", "--save-masks", tmp_path / "masks", "--threshold", "0.4")
+    assert r.returncode == 0, r.stderr
+    res = json.loads((tmp_path / "m.json").read_text())
+    ds = IRSTDDataset(sirst_root, "test", protocol="native")
+    acc = MetricAccumulator(threshold=0.5, curve_thresholds=())
+    for name in ds.names[:12]:
+        saved = read_mask(tmp_path / "masks" / f"{name}.png")
+        sample = ds.load(name)
+        assert saved.shape == sample.mask.shape, name  # native size
+        acc.update(saved.astype(np.float32), sample.mask)
+    again = acc.summary()
+    for k in ("iou", "niou", "pd", "fa", "n_targets"):
+        assert again[k] == res[k], k
+    assert sorted(p.stem for p in (tmp_path / "masks").iterdir()) == sorted(ds.names[:12])
+
+
+def test_paper_protocol_masks_come_back_at_native_size(sirst_root, tmp_path):
+    r = run("--data", sirst_root, "--limit", "2", "--save-masks", tmp_path)
+    assert r.returncode == 0, r.stderr
+    name = IRSTDDataset(sirst_root, "test").names[0]
+    from PIL import Image
+    assert Image.open(tmp_path / f"{name}.png").size == Image.open(sirst_root / "images" / f"{name}.png").size
+
+
+def _one_line_error(r, fragment):
+    assert r.returncode == 2, r.stdout + r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("irstd-eval: error:"), r.stderr
+    assert fragment in lines[0], lines[0]
+
+
+def test_bad_inputs_give_one_line_errors(sirst_root, tmp_path):
+    _one_line_error(run("--data", tmp_path / "nope"), "dataset directory not found")
+    _one_line_error(run("--data", sirst_root, "--split", "nope"), "split 'nope' not found")
+    _one_line_error(run("--data", sirst_root, "--threshold", "1.5"), "--threshold must be in (0, 1)")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    _one_line_error(run("--data", sirst_root, "--weights", bad), "corrupt or not a torch checkpoint")
+    _one_line_error(run("--data", sirst_root, "--weights", tmp_path / "missing.pt"), "checkpoint not found")
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(default_weights("lrrnet").read_bytes()[:5000])
+    _one_line_error(run("--data", sirst_root, "--weights", trunc), "corrupt")
+    other = tmp_path / "other.pt"
+    torch.save({"model": "irmamba", "state_dict": {}}, other)
+    _one_line_error(run("--data", sirst_root, "--weights", other), "is for model 'irmamba'")
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"model": "lrrnet", "model_args": {}, "state_dict": {"stem.weight": torch.zeros(3)}}, wrong)
+    _one_line_error(run("--data", sirst_root, "--weights", wrong), "does not fit lrrnet")
+
+
+def test_shipped_weights_have_a_model_card():
+    card = json.loads(default_weights("lrrnet").with_suffix(".json").read_text())
+    assert card["model"] == "lrrnet" and card["epochs_trained"] > 0
+    assert card["data"][0]["train_split"] == "train" and card["data"][0]["val_split"] == "val"
+    assert {"paper", "native"} <= set(card["test_metrics"])
+    size = default_weights("lrrnet").stat().st_size
+    assert size < 8e6
