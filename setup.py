@@ -19,6 +19,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", glob("launch/*.py")),
         (f"share/{PACKAGE}/config", glob("config/*")),
+        (f"lib/{PACKAGE}", ["scripts/ros2/detector"]),  # where `ros2 run` looks
     ],
     install_requires=[
         "numpy>=1.24",
@@ -37,6 +38,7 @@ setup(
         "console_scripts": [
             "irstd-eval = irstd_ros.cli.eval:main",
             "irstd-demo = irstd_ros.cli.demo:main",
+            "irstd-detector = irstd_ros.detector_node:main",
         ],
     },
 )

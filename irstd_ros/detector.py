@@ -48,9 +48,15 @@ class Detector:
     def name(self) -> str:
         return f"{self.cfg.model}/{self.cfg.backend}-{self.precision}"
 
-    def probabilities(self, image: np.ndarray) -> np.ndarray:
-        """Per-pixel target probability at the image's native size (float32 HxW)."""
-        x, geom = preprocess(image, self.stride, self.cfg.input_size or None)
+    def probabilities(self, image: np.ndarray, input_size: Optional[int] = None) -> np.ndarray:
+        """Per-pixel target probability at the image's native size (float32 HxW).
+
+        ``input_size`` overrides the configured one for this call (0: native).
+        """
+        size = self.cfg.input_size if input_size is None else input_size
+        if size and size % self.stride:
+            raise ValueError(f"input_size {size} must be a multiple of {self.stride}")
+        x, geom = preprocess(image, self.stride, size or None)
         probs = run_model(self.model, x.contiguous(memory_format=torch.channels_last), self.precision)[0]
         return restore(probs, geom)
 

@@ -1,0 +1,97 @@
+"""The detector node's parameters: one table, pure validation, no ROS import.
+
+The node declares these with descriptors (ranges, read-only flags); the launch
+helper and tests read the same table. ``live`` parameters take effect on the
+next frame when set through the parameter services; ``reload`` ones load a new
+model in the background and swap it in; the rest apply at the next configure.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Sequence, Tuple
+
+from .image_codec import DEFAULT_MAX_PIXELS, NORMALIZATIONS
+from .precision import PRECISIONS
+
+BACKENDS = ("torch",)
+RELIABILITIES = ("best_effort", "reliable")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: Any
+    description: str
+    range: Optional[Tuple[float, float]] = None     # inclusive bounds for numbers
+    choices: Optional[Sequence[str]] = None
+    effect: str = "live"                            # live | reload | configure
+    exclusive: bool = False                         # open interval (for threshold)
+
+
+def _models() -> Sequence[str]:
+    from .models import list_models
+    return list_models()
+
+
+PARAMS = (
+    ParamSpec("model", "lrrnet", "Network to run (registry name).", choices=None, effect="reload"),
+    ParamSpec("weights", "", "Checkpoint path; empty for the model's shipped weights.", effect="reload"),
+    ParamSpec("backend", "torch", "Inference backend.", choices=BACKENDS, effect="reload"),
+    ParamSpec("device", "cpu", "Torch device: cpu, cuda, cuda:N.", effect="reload"),
+    ParamSpec("precision", "auto", "auto picks bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else fp32.",
+              choices=PRECISIONS, effect="reload"),
+    ParamSpec("threshold", 0.5, "Probability above which a pixel is target, in (0, 1).", range=(0.0, 1.0),
+              exclusive=True),
+    ParamSpec("min_area", 1, "Smallest component kept, in pixels.", range=(1, 1_000_000)),
+    ParamSpec("max_area", 0, "Largest component kept, in pixels; 0 for no limit.", range=(0, 100_000_000)),
+    ParamSpec("max_detections", 0, "Keep the N highest-scoring detections; 0 for all.", range=(0, 100_000)),
+    ParamSpec("input_size", 0, "0: native resolution padded to the stride (recommended); N: resize frames "
+              "to NxN like the papers' protocol.", range=(0, 4096)),
+    ParamSpec("publish_mask", True, "Publish the mono8 0/255 mask on 'mask'."),
+    ParamSpec("publish_scores", False, "Publish 32FC1 probabilities on 'scores'."),
+    ParamSpec("publish_overlay", True, "Publish an rgb8 debug view on 'overlay' (only while subscribed)."),
+    ParamSpec("mono16_normalization", "stretch", "16-bit input: per-frame robust percentile stretch, or "
+              "value/65535 (full_range).", choices=NORMALIZATIONS),
+    ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Frames with more pixels are rejected.",
+              range=(1, 1 << 28)),
+    ParamSpec("class_name", "target", "class_id reported in detections and label_info.", effect="configure"),
+    ParamSpec("qos_reliability", "best_effort", "Image subscription reliability (sensor data default).",
+              choices=RELIABILITIES, effect="configure"),
+    ParamSpec("qos_depth", 1, "Image subscription queue depth; 1 keeps only the newest frame.",
+              range=(1, 100), effect="configure"),
+    ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.1, 60.0),
+              effect="configure"),
+)
+SPECS = {p.name: p for p in PARAMS}
+
+
+def validate(name: str, value: Any) -> Optional[str]:
+    """None if ``value`` is acceptable for ``name``, else the reason it is refused."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return None  # not ours (use_sim_time, ...)
+    choices = _models() if name == "model" else spec.choices
+    if isinstance(spec.default, bool):
+        if not isinstance(value, bool):
+            return f"{name} must be a bool"
+        return None
+    if isinstance(spec.default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{name} must be a number"
+        if isinstance(spec.default, int) and not isinstance(value, int):
+            return f"{name} must be an integer"
+        if value != value:
+            return f"{name} must not be NaN"
+        lo, hi = spec.range
+        if spec.exclusive and not lo < value < hi:
+            return f"{name}={value} is out of range: must be in ({lo}, {hi})"
+        if not spec.exclusive and not lo <= value <= hi:
+            return f"{name}={value} is out of range: must be in [{lo}, {hi}]"
+        return None
+    if not isinstance(value, str):
+        return f"{name} must be a string"
+    if choices is not None and value not in choices:
+        return f"{name}={value!r} is not one of: {', '.join(choices)}"
+    if name == "device" and not (value == "cpu" or value.startswith("cuda")):
+        return f"device={value!r}: use cpu, cuda or cuda:N"
+    return None

@@ -1,0 +1,194 @@
+"""A real ROS 2 graph for tests: the detector in its own process, a test node in this one.
+
+The environment isolates each test session: localhost-only discovery, a
+session-unique ROS_DOMAIN_ID and a temporary ROS_LOG_DIR.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
+os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="irstd-roslog-"))
+
+import rclpy  # noqa: E402
+from builtin_interfaces.msg import Time  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+DETECTOR = [sys.executable, "-m", "irstd_ros.detector_node"]
+
+
+def start_detector(*ros_args: str, name: str = "detector", namespace: str = "irstd",
+                   log: Optional[Path] = None) -> subprocess.Popen:
+    cmd = [*DETECTOR, "--ros-args", "-r", f"__node:={name}", "-r", f"__ns:=/{namespace}", *ros_args]
+    out = open(log, "w") if log else subprocess.DEVNULL
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+
+
+def stamp_key(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def image_from_array(arr: np.ndarray, encoding: str, stamp_ns: int, frame_id: str = "thermal",
+                     pad: int = 0, bigendian: bool = False) -> Image:
+    a = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder(">" if bigendian else "<"))
+    row = a[0].nbytes
+    step = row + pad
+    buf = bytearray(step * a.shape[0])
+    for y in range(a.shape[0]):
+        buf[y * step:y * step + row] = a[y].tobytes()
+    header = Header(stamp=Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000), frame_id=frame_id)
+    return Image(header=header, height=a.shape[0], width=a.shape[1], encoding=encoding,
+                 is_bigendian=int(bigendian), step=step, data=bytes(buf))
+
+
+class Harness:
+    """Publishes frames to ``/<ns>/image`` and collects every output by stamp, spinning in a thread."""
+
+    def __init__(self, namespace: str = "irstd", node_name: str = "detector"):
+        if not rclpy.ok():
+            rclpy.init()
+        self.ns = namespace
+        self.fqn = f"/{namespace}/{node_name}"
+        self.node = Node(f"irstd_test_{os.getpid()}_{namespace}")
+        q = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub = self.node.create_publisher(Image, f"/{namespace}/image", q)
+        self.lock = threading.Lock()
+        self.detections: Dict[int, Detection2DArray] = {}
+        self.masks: Dict[int, Image] = {}
+        self.scores: Dict[int, Image] = {}
+        self.overlays: Dict[int, Image] = {}
+        self.arrival: Dict[int, float] = {}
+        self.diagnostics: List[DiagnosticArray] = []
+        self.node.create_subscription(Detection2DArray, f"/{namespace}/detections", self._store(self.detections, True), q)
+        self.node.create_subscription(Image, f"/{namespace}/mask", self._store(self.masks), q)
+        self.node.create_subscription(Image, f"/{namespace}/scores", self._store(self.scores), q)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diag, q)
+        self.set_params = self.node.create_client(SetParameters, f"{self.fqn}/set_parameters")
+        self.change_state = self.node.create_client(ChangeState, f"{self.fqn}/change_state")
+        self.get_state = self.node.create_client(GetState, f"{self.fqn}/get_state")
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._stop = False
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+        self.thread.start()
+
+    def _spin(self):
+        while not self._stop:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def _store(self, table, arrival=False):
+        def cb(msg):
+            with self.lock:
+                k = stamp_key(msg.header.stamp)
+                table[k] = msg
+                if arrival:
+                    self.arrival[k] = time.monotonic()
+        return cb
+
+    def _diag(self, msg):
+        with self.lock:
+            self.diagnostics.append(msg)
+
+    def subscribe_overlay(self):
+        q = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        return self.node.create_subscription(Image, f"/{self.ns}/overlay", self._store(self.overlays), q)
+
+    def close(self):
+        self._stop = True
+        self.thread.join(timeout=5)
+        self.executor.remove_node(self.node)
+        self.node.destroy_node()
+
+    # ------------------------------------------------------------ calls
+    def call(self, client, request, timeout: float = 30.0):
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {client.srv_name} not available")
+        fut = client.call_async(request)
+        deadline = time.time() + timeout
+        while not fut.done() and time.time() < deadline:
+            time.sleep(0.01)
+        if not fut.done():
+            raise TimeoutError(f"no answer from {client.srv_name}")
+        return fut.result()
+
+    def state(self) -> str:
+        return self.call(self.get_state, GetState.Request()).current_state.label
+
+    def wait_state(self, label: str, timeout: float = 120.0) -> None:
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            try:
+                last = self.state()
+                if last == label:
+                    return
+            except TimeoutError:
+                pass
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.fqn} did not reach {label!r} (last: {last})")
+
+    def transition(self, transition_id: int) -> bool:
+        return self.call(self.change_state, ChangeState.Request(transition=Transition(id=transition_id))).success
+
+    def set_param(self, name: str, value):
+        v = ParameterValue()
+        if isinstance(value, bool):
+            v.type, v.bool_value = ParameterType.PARAMETER_BOOL, value
+        elif isinstance(value, int):
+            v.type, v.integer_value = ParameterType.PARAMETER_INTEGER, value
+        elif isinstance(value, float):
+            v.type, v.double_value = ParameterType.PARAMETER_DOUBLE, value
+        else:
+            v.type, v.string_value = ParameterType.PARAMETER_STRING, value
+        res = self.call(self.set_params, SetParameters.Request(parameters=[Parameter(name=name, value=v)]))
+        return res.results[0]
+
+    # ------------------------------------------------------------ frames
+    def send(self, msg: Image) -> int:
+        self.pub.publish(msg)
+        return stamp_key(msg.header.stamp)
+
+    def wait_for(self, table: dict, key: int, timeout: float = 30.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.lock:
+                if key in table:
+                    return table[key]
+            time.sleep(0.01)
+        return None
+
+    def wait_subscribed(self, timeout: float = 30.0) -> None:
+        deadline = time.time() + timeout
+        while self.pub.get_subscription_count() == 0:
+            if time.time() > deadline:
+                raise TimeoutError("the detector never subscribed to the image topic")
+            time.sleep(0.05)
+
+    def latest_diagnostics(self) -> Dict[str, str]:
+        with self.lock:
+            for arr in reversed(self.diagnostics):
+                for st in arr.status:
+                    if st.name.startswith(self.fqn):
+                        return {"level": int.from_bytes(st.level, "little") if isinstance(st.level, bytes) else int(st.level),
+                                "message": st.message, **{kv.key: kv.value for kv in st.values}}
+        return {}

@@ -1,0 +1,254 @@
+"""The detector node on a real ROS 2 graph: a separate process, real frames, real services."""
+from __future__ import annotations
+
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from irstd_ros.datasets import read_image, read_mask
+from irstd_ros.detector import Detector, DetectorConfig
+from irstd_ros.metrics import components
+from irstd_ros.pipeline import postprocess
+
+from ros_harness import Harness, image_from_array, start_detector, stamp_key  # noqa: I100
+
+from lifecycle_msgs.msg import Transition  # noqa: E402
+
+FRAME = "Misc_58"  # an 8-bit grey SIRST-v1 frame
+
+
+@pytest.fixture(scope="module")
+def frame(sirst_root):
+    img8 = (read_image(sirst_root / "images" / f"{FRAME}.png") * 255).round().astype(np.uint8)
+    return img8, read_mask(sirst_root / "masks" / f"{FRAME}.png")
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    log = tmp_path_factory.mktemp("node") / "detector.log"
+    proc = start_detector("-p", "publish_scores:=true", log=log)
+    h = Harness()
+    try:
+        h.wait_state("active")
+        h.wait_subscribed()
+        yield h, proc, log
+    finally:
+        h.close()
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except Exception:
+            proc.kill()
+
+
+_next = [1_700_000_000_000_000_000]
+
+
+def next_stamp() -> int:
+    _next[0] += 33_333_333
+    return _next[0]
+
+
+def roundtrip(h, msg, timeout=60.0):
+    key = h.send(msg)
+    return h.wait_for(h.detections, key, timeout)
+
+
+def test_encodings_give_exact_headers_and_boxes_in_original_pixels(graph, frame):
+    h, _, _ = graph
+    img8, gt = frame
+    want_probs = Detector(DetectorConfig()).probabilities(img8.astype(np.float32) / np.float32(255))
+    _, want = postprocess(want_probs, 0.5)
+    assert want, "the shipped model should find the target in this frame"
+    rgb = np.repeat(img8[..., None], 3, axis=2)
+    cases = [("mono8", img8, 0), ("rgb8", rgb, 0), ("bgr8", rgb, 7), ("rgba8", np.dstack([rgb, rgb[..., :1]]), 0),
+             ("32FC1", img8.astype(np.float32) / np.float32(255), 4)]
+    for enc, arr, pad in cases:
+        msg = image_from_array(arr, enc, next_stamp(), frame_id=f"cam_{enc}", pad=pad)
+        out = roundtrip(h, msg)
+        assert out is not None, f"no detections for {enc}"
+        assert out.header.frame_id == f"cam_{enc}" and stamp_key(out.header.stamp) == stamp_key(msg.header.stamp)
+        boxes = [(d.bbox.center.position.x - d.bbox.size_x / 2, d.bbox.center.position.y - d.bbox.size_y / 2,
+                  d.bbox.size_x, d.bbox.size_y) for d in out.detections]
+        assert boxes == [(w.x, w.y, w.width, w.height) for w in want], enc  # same as the pure pipeline
+        for d in out.detections:
+            assert d.header.frame_id == f"cam_{enc}" and d.results[0].hypothesis.class_id == "target"
+            assert 0.5 < d.results[0].hypothesis.score <= 1.0
+        mask = h.wait_for(h.masks, stamp_key(msg.header.stamp))
+        assert (mask.height, mask.width, mask.encoding) == (*img8.shape, "mono8")
+        assert mask.header.frame_id == f"cam_{enc}"
+        scores = h.wait_for(h.scores, stamp_key(msg.header.stamp))
+        assert scores.encoding == "32FC1" and (scores.height, scores.width) == img8.shape
+    # the ground-truth target lies inside a reported box, in the frame's own pixel coordinates
+    _, _, cents = components(gt)
+    cx, cy = cents[0]
+    assert any(b[0] <= cx <= b[0] + b[2] and b[1] <= cy <= b[1] + b[3] for b in boxes)
+    ids = [d.id for d in out.detections]
+    assert len(set(ids)) == len(ids)
+
+
+def test_mono16_and_big_endian(graph, frame):
+    h, _, _ = graph
+    img8, gt = frame
+    raw = img8.astype(np.uint16) * 40 + 7000  # thermal-like counts in a narrow band
+    for big in (False, True):
+        msg = image_from_array(raw, "mono16", next_stamp(), bigendian=big, pad=2)
+        out = roundtrip(h, msg)
+        assert out is not None and len(out.detections) >= 1, f"bigendian={big}"
+
+
+def test_live_threshold_change_and_refusals(graph, frame):
+    h, _, _ = graph
+    img8, _ = frame
+    base = roundtrip(h, image_from_array(img8, "mono8", next_stamp()))
+    base_mask = h.wait_for(h.masks, stamp_key(base.header.stamp))
+    r = h.set_param("threshold", 0.999)
+    assert r.successful, r.reason
+    try:
+        strict = roundtrip(h, image_from_array(img8, "mono8", next_stamp()))
+        strict_mask = h.wait_for(h.masks, stamp_key(strict.header.stamp))
+        assert np.count_nonzero(strict_mask.data) < np.count_nonzero(base_mask.data)
+        for bad in (1.5, 0.0, -0.1, 1.0):
+            r = h.set_param("threshold", bad)
+            assert not r.successful and "threshold" in r.reason, bad
+        r = h.set_param("threshold", "high")
+        assert not r.successful
+        r = h.set_param("min_area", -3)
+        assert not r.successful and "min_area" in r.reason
+        r = h.set_param("model", "yolo")
+        assert not r.successful and "lrrnet" in r.reason
+        r = h.set_param("weights", "/nonexistent/w.pt")
+        assert not r.successful and "not found" in r.reason
+    finally:
+        assert h.set_param("threshold", 0.5).successful
+
+
+def _malformed(img8):
+    good = image_from_array(img8, "mono8", next_stamp())
+    msgs = []
+    m = image_from_array(img8, "mono8", next_stamp()); m.encoding = "yuv422"; msgs.append(m)            # noqa: E702
+    m = image_from_array(img8, "mono8", next_stamp()); m.data = bytes(m.data[:100]); msgs.append(m)      # noqa: E702
+    m = image_from_array(img8, "mono8", next_stamp()); m.step = m.width - 1; msgs.append(m)             # noqa: E702
+    m = image_from_array(img8, "mono8", next_stamp()); m.height = 0; m.width = 0; m.step = 0; m.data = b""; msgs.append(m)  # noqa: E501,E702
+    nan = img8.astype(np.float32) / 255
+    nan[3, 3] = np.nan
+    msgs.append(image_from_array(nan, "32FC1", next_stamp()))
+    m = image_from_array(img8[:4, :4], "mono8", next_stamp()); m.height = m.width = 50000; msgs.append(m)  # noqa: E702
+    return good, msgs
+
+
+def test_bad_input_never_kills_the_node(graph, frame):
+    h, proc, _ = graph
+    img8, _ = frame
+    rejected_before = int(h.latest_diagnostics().get("frames_rejected", 0) or 0)
+    _, bad = _malformed(img8)
+    for msg in bad:
+        key = h.send(msg)
+        time.sleep(0.3)  # one at a time: the worker keeps only the newest frame
+        assert proc.poll() is None, "the detector died"
+        assert h.wait_for(h.detections, key, timeout=0.5) is None
+        out = roundtrip(h, image_from_array(img8, "mono8", next_stamp()))
+        assert out is not None and out.detections, "the node stopped answering good frames"
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        d = h.latest_diagnostics()
+        if int(d.get("frames_rejected", 0)) >= rejected_before + len(bad):
+            break
+        time.sleep(0.2)
+    assert int(d["frames_rejected"]) == rejected_before + len(bad)
+    assert d["level"] == 1 and "malformed" in d["message"]  # WARN
+
+
+def test_burst_faster_than_inference_drops_and_keeps_latency_bounded(graph, frame):
+    h, _, _ = graph
+    img8, _ = frame
+    single = []
+    for _ in range(3):
+        msg = image_from_array(img8, "mono8", next_stamp())
+        t0 = time.monotonic()
+        assert roundtrip(h, msg) is not None
+        single.append(time.monotonic() - t0)
+    per_frame = float(np.median(single))
+    before = h.latest_diagnostics()
+    sent = {}
+    for _ in range(40):  # 40 frames at ~200 Hz: far faster than the model
+        msg = image_from_array(img8, "mono8", next_stamp())
+        sent[h.send(msg)] = time.monotonic()
+        time.sleep(0.005)
+    last = max(sent)
+    assert h.wait_for(h.detections, last, timeout=60) is not None, "the newest frame must always be answered"
+    answered = [k for k in sent if k in h.detections]
+    assert len(answered) < len(sent), "a burst this fast must drop frames"
+    latencies = [h.arrival[k] - sent[k] for k in answered]
+    # newest-frame policy: a frame waits at most for the inference in flight, then its own
+    assert max(latencies) < 4 * per_frame + 1.0, (max(latencies), per_frame)
+    time.sleep(2.5)
+    after = h.latest_diagnostics()
+    dropped = int(after["frames_dropped"]) - int(before.get("frames_dropped", 0))
+    assert dropped >= 1
+    processed = int(after["frames_processed"]) - int(before.get("frames_processed", 0))
+    assert processed == len(answered)
+    assert dropped + processed == len(sent)
+
+
+def test_lifecycle_transitions(graph, frame):
+    h, _, _ = graph
+    img8, _ = frame
+    assert h.transition(Transition.TRANSITION_DEACTIVATE)
+    assert h.state() == "inactive"
+    key = h.send(image_from_array(img8, "mono8", next_stamp()))
+    assert h.wait_for(h.detections, key, timeout=2.0) is None
+    assert h.transition(Transition.TRANSITION_CLEANUP)
+    assert h.state() == "unconfigured"
+    assert h.transition(Transition.TRANSITION_CONFIGURE)
+    assert h.transition(Transition.TRANSITION_ACTIVATE)
+    assert h.state() == "active"
+    h.wait_subscribed()
+    assert roundtrip(h, image_from_array(img8, "mono8", next_stamp())) is not None
+
+
+def test_weights_swap_at_runtime_and_a_corrupt_swap_keeps_the_old_model(graph, frame, tmp_path):
+    h, proc, log = graph
+    img8, _ = frame
+    from irstd_ros.checkpoints import default_weights
+    copy = tmp_path / "copy.pt"
+    shutil.copyfile(default_weights("lrrnet"), copy)
+    assert h.set_param("weights", str(copy)).successful
+    deadline = time.time() + 60
+    while time.time() < deadline and str(copy) not in h.latest_diagnostics().get("weights", ""):
+        time.sleep(0.2)
+    assert h.latest_diagnostics()["weights"] == str(copy)
+    assert roundtrip(h, image_from_array(img8, "mono8", next_stamp())).detections
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"garbage")
+    assert h.set_param("weights", str(corrupt)).successful  # it exists; loading it fails in the background
+    deadline = time.time() + 30
+    while time.time() < deadline and h.latest_diagnostics().get("level") != 2:
+        time.sleep(0.2)
+    d = h.latest_diagnostics()
+    assert d["level"] == 2 and "corrupt" in d["message"] and d["weights"] == str(copy)
+    assert proc.poll() is None
+    assert roundtrip(h, image_from_array(img8, "mono8", next_stamp())).detections
+    assert h.set_param("weights", "").successful
+
+
+def test_a_corrupt_checkpoint_fails_configure_with_a_clear_message(tmp_path):
+    corrupt = tmp_path / "bad.pt"
+    corrupt.write_bytes(b"\x00" * 64)
+    log = tmp_path / "bad.log"
+    proc = start_detector("-p", f"weights:={corrupt}", name="bad", namespace="irstd_bad", log=log)
+    h = Harness(namespace="irstd_bad", node_name="bad")
+    try:
+        h.wait_state("unconfigured", timeout=60)
+        deadline = time.time() + 30
+        while time.time() < deadline and "configure failed" not in log.read_text():
+            time.sleep(0.2)
+        text = log.read_text()
+        assert "configure failed" in text and "corrupt" in text and "Traceback" not in text
+        assert proc.poll() is None, "the process stays up, ready for a fixed configuration"
+    finally:
+        h.close()
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -1,0 +1,77 @@
+"""The launch file's logic as a plain function, and the launch file itself where launch_ros exists."""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import yaml
+
+from irstd_ros.launch_config import command_line, config_dir, detector_node_config
+from irstd_ros.node_params import PARAMS, SPECS, validate
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_defaults_load_the_model_config():
+    cfg = detector_node_config()
+    assert cfg.namespace == "irstd" and cfg.name == "detector"
+    params_file, overrides = cfg.parameters
+    assert Path(params_file) == config_dir() / "lrrnet.yaml"
+    assert overrides == {"model": "lrrnet", "use_sim_time": False}
+    assert cfg.remappings == []
+
+
+def test_arguments_map_to_parameters_and_remaps(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("/**:\n  ros__parameters:\n    threshold: 0.3\n")
+    cfg = detector_node_config(model="lrrnet", namespace="/uav1/irstd", image_topic="/thermal/image_raw",
+                               params_file=str(p), use_sim_time="true", log_level="debug")
+    assert cfg.namespace == "uav1/irstd"
+    assert cfg.parameters == [str(p), {"model": "lrrnet", "use_sim_time": True}]
+    assert cfg.remappings == [("image", "/thermal/image_raw")]
+    cmd = command_line(cfg)
+    assert cmd[:2] == ["irstd-detector", "--ros-args"]
+    assert "__ns:=/uav1/irstd" in cmd and "image:=/thermal/image_raw" in cmd
+    assert cmd[cmd.index("--params-file") + 1] == str(p) and "use_sim_time:=true" in cmd
+
+
+@pytest.mark.parametrize("kwargs, err", [({"model": "yolo"}, "unknown model"),
+                                          ({"log_level": "loud"}, "log_level"),
+                                          ({"params_file": "/nope.yaml"}, "params file not found")])
+def test_bad_arguments(kwargs, err):
+    with pytest.raises((ValueError, FileNotFoundError), match=err):
+        detector_node_config(**kwargs)
+
+
+def test_shipped_config_matches_the_declared_parameters():
+    for path in (REPO / "config").glob("*.yaml"):
+        params = yaml.safe_load(path.read_text())["/**"]["ros__parameters"]
+        for name, value in params.items():
+            assert name in SPECS, f"{path.name}: {name} is not a declared parameter"
+            assert validate(name, value) is None, f"{path.name}: {validate(name, value)}"
+
+
+def test_parameter_table_is_self_consistent():
+    for spec in PARAMS:
+        assert spec.description and validate(spec.name, spec.default) is None, spec.name
+    assert validate("threshold", 1.0) and validate("threshold", 0.0) and validate("threshold", 0.999) is None
+    assert validate("qos_depth", 0) and validate("qos_reliability", "fast")
+    assert validate("min_area", 2.5) and validate("publish_mask", 1)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None,
+                    reason="launch_ros is not installable from PyPI; this runs on a ROS 2 distro")
+def test_launch_file_builds_a_lifecycle_node():
+    from launch import LaunchContext
+    from launch_ros.actions import LifecycleNode
+
+    spec = importlib.util.spec_from_file_location("detector_launch", REPO / "launch" / "detector.launch.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    ld = mod.generate_launch_description()
+    ctx = LaunchContext()
+    for action in ld.entities[:-1]:
+        action.visit(ctx)
+    nodes = ld.entities[-1].execute(ctx)
+    assert len(nodes) == 1 and isinstance(nodes[0], LifecycleNode)
