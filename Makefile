@@ -7,7 +7,8 @@ STAMP := $(VENV)/.irstd-installed
 
 .PHONY: install demo test bench clean
 
-$(STAMP): requirements.txt setup.py scripts/setup.sh
+$(STAMP): requirements.txt requirements-build.txt setup.py scripts/setup.sh scripts/build_interfaces.sh \
+		interfaces/vision_msgs/package.xml interfaces/vision_msgs/CMakeLists.txt $(wildcard interfaces/vision_msgs/msg/*.msg)
 	VENV=$(VENV) bash scripts/setup.sh
 	touch $(STAMP)
 

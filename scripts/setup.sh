@@ -8,10 +8,16 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_WARN_SCRIPT_LOCATION=1
-"$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-"$VENV/bin/python" -m pip install -q -r requirements.txt 2>&1 | grep -v "^WARNING: Location" || true
-"$VENV/bin/python" -m pip install -q --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
+pip_install() {  # quiet, minus the local-index location warnings, but never hiding a failure
+  "$VENV/bin/python" -m pip install -q "$@" 2>&1 | { grep -v "^WARNING: Location" || true; }
+  return "${PIPESTATUS[0]}"
+}
+pip_install --upgrade pip
+pip_install -r requirements.txt
+pip_install --no-deps -e .
+# vision_msgs from interfaces/ (a no-op when up to date or provided by a system ROS 2)
+VENV="$VENV" bash scripts/build_interfaces.sh
 "$VENV/bin/python" - <<'PY'
-import cv2, numpy, rclpy, torch, irstd_ros  # fail here, not in the job, if anything is missing
+import cv2, numpy, rclpy, torch, irstd_ros, vision_msgs.msg  # fail here, not in the job, if anything is missing
 print(f"irstd_ros {irstd_ros.__version__} ready: torch {torch.__version__}, numpy {numpy.__version__}, rclpy ok")
 PY

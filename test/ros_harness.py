@@ -184,6 +184,18 @@ class Harness:
                 raise TimeoutError("the detector never subscribed to the image topic")
             time.sleep(0.05)
 
+    def fresh_diagnostics(self, timeout: float = 10.0) -> Dict[str, str]:
+        """Diagnostics published after this call (two new messages, so none was composed before it)."""
+        with self.lock:
+            n = len(self.diagnostics)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with self.lock:
+                if len(self.diagnostics) >= n + 2:
+                    break
+            time.sleep(0.05)
+        return self.latest_diagnostics()
+
     def latest_diagnostics(self) -> Dict[str, str]:
         with self.lock:
             for arr in reversed(self.diagnostics):

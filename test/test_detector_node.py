@@ -16,13 +16,23 @@ from ros_harness import Harness, image_from_array, start_detector, stamp_key  # 
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
 
-FRAME = "Misc_58"  # an 8-bit grey SIRST-v1 frame
+def _box_holds(d, cx, cy) -> bool:
+    return d.x <= cx <= d.x + d.width and d.y <= cy <= d.y + d.height
 
 
 @pytest.fixture(scope="module")
 def frame(sirst_root):
-    img8 = (read_image(sirst_root / "images" / f"{FRAME}.png") * 255).round().astype(np.uint8)
-    return img8, read_mask(sirst_root / "masks" / f"{FRAME}.png")
+    """A real SIRST-v1 test frame whose target the shipped model finds offline (with no false alarm)."""
+    det = Detector(DetectorConfig())
+    names = (sirst_root / "splits" / "test.txt").read_text().split()
+    for name in names:
+        img8 = (read_image(sirst_root / "images" / f"{name}.png") * 255).round().astype(np.uint8)
+        gt = read_mask(sirst_root / "masks" / f"{name}.png")
+        _, dets = postprocess(det.probabilities(img8.astype(np.float32) / np.float32(255)), 0.5)
+        _, _, cents = components(gt)
+        if len(dets) == len(cents) == 1 and _box_holds(dets[0], *cents[0]):
+            return img8, gt
+    pytest.fail("the shipped model finds no single-target test frame cleanly")
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +152,7 @@ def _malformed(img8):
 def test_bad_input_never_kills_the_node(graph, frame):
     h, proc, _ = graph
     img8, _ = frame
-    rejected_before = int(h.latest_diagnostics().get("frames_rejected", 0) or 0)
+    rejected_before = int(h.fresh_diagnostics().get("frames_rejected", 0) or 0)
     _, bad = _malformed(img8)
     for msg in bad:
         key = h.send(msg)
@@ -151,12 +161,7 @@ def test_bad_input_never_kills_the_node(graph, frame):
         assert h.wait_for(h.detections, key, timeout=0.5) is None
         out = roundtrip(h, image_from_array(img8, "mono8", next_stamp()))
         assert out is not None and out.detections, "the node stopped answering good frames"
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        d = h.latest_diagnostics()
-        if int(d.get("frames_rejected", 0)) >= rejected_before + len(bad):
-            break
-        time.sleep(0.2)
+    d = h.fresh_diagnostics()
     assert int(d["frames_rejected"]) == rejected_before + len(bad)
     assert d["level"] == 1 and "malformed" in d["message"]  # WARN
 
@@ -171,7 +176,7 @@ def test_burst_faster_than_inference_drops_and_keeps_latency_bounded(graph, fram
         assert roundtrip(h, msg) is not None
         single.append(time.monotonic() - t0)
     per_frame = float(np.median(single))
-    before = h.latest_diagnostics()
+    before = h.fresh_diagnostics()
     sent = {}
     for _ in range(40):  # 40 frames at ~200 Hz: far faster than the model
         msg = image_from_array(img8, "mono8", next_stamp())
@@ -184,8 +189,7 @@ def test_burst_faster_than_inference_drops_and_keeps_latency_bounded(graph, fram
     latencies = [h.arrival[k] - sent[k] for k in answered]
     # newest-frame policy: a frame waits at most for the inference in flight, then its own
     assert max(latencies) < 4 * per_frame + 1.0, (max(latencies), per_frame)
-    time.sleep(2.5)
-    after = h.latest_diagnostics()
+    after = h.fresh_diagnostics()
     dropped = int(after["frames_dropped"]) - int(before.get("frames_dropped", 0))
     assert dropped >= 1
     processed = int(after["frames_processed"]) - int(before.get("frames_processed", 0))

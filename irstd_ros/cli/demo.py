@@ -1,60 +1,157 @@
 """irstd-demo: the main job on its built-in default.
 
-Runs the shipped LRRNet over the bundled sample of real SIRST-v1 test frames at
-their native sizes (as the ROS node sees them) and prints, per frame, what was
-found, then IoU / nIoU / Pd / Fa against the sample's masks and the speed.
+Starts the detector node (shipped LRRNet) as its own process, streams the
+bundled sample of real SIRST-v1 test frames to it through a real ROS 2 graph at
+a fixed rate, and prints what a user wants to see: detections per frame,
+end-to-end latency, FPS, drops, and IoU / Pd / Fa against the sample's masks.
+``--offline`` skips ROS and runs the same pipeline directly.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
+import numpy as np
+
 from ..datasets import IRSTDDataset
-from ..detector import Detector, DetectorConfig
 from ..errors import IRSTDError
-from ..evaluation import evaluate
-from ..pipeline import postprocess
+from ..metrics import MetricAccumulator, components
 from .eval import format_table
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "sirst-v1"
 
 
-def main(argv=None) -> int:
+def parse(argv):
     ap = argparse.ArgumentParser(prog="irstd-demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="lrrnet")
-    ap.add_argument("--weights")
+    ap.add_argument("--weights", default="")
     ap.add_argument("--data", default=str(SAMPLE), help="dataset directory (default: the bundled sample)")
     ap.add_argument("--split", default="demo")
     ap.add_argument("--threshold", type=float, default=0.5)
-    args = ap.parse_args(argv)
-    try:
-        ds = IRSTDDataset(args.data, args.split, protocol="native")
-        det = Detector(DetectorConfig(model=args.model, weights=args.weights))
-        det.warmup()
-        print(f"irstd_ros demo: {det.name}, weights {det.meta['path']}")
-        print(f"{len(ds)} frames from {args.data} (split {args.split}), native size, threshold {args.threshold}\n")
+    ap.add_argument("--rate", type=float, default=4.0, help="frames per second streamed to the node")
+    ap.add_argument("--passes", type=int, default=2, help="times the sample is streamed")
+    ap.add_argument("--offline", action="store_true", help="no ROS: run the pipeline directly")
+    ap.add_argument("--shared-network", action="store_true",
+                    help="use the caller's ROS discovery settings instead of a private localhost-only graph")
+    return ap.parse_args(argv)
 
-        def show(sample, probs):
-            _, dets = postprocess(probs, args.threshold)
-            boxes = ", ".join(f"({d.x},{d.y} {d.width}x{d.height} p={d.score:.2f})" for d in dets[:4])
-            more = f" +{len(dets) - 4}" if len(dets) > 4 else ""
-            h, w = sample.image.shape
-            print(f"  {sample.name:<10} {w:>3}x{h:<3} targets {_count(sample.mask)}  detections {len(dets)}: {boxes}{more}")
 
-        res = evaluate(det, ds, args.threshold, show)
-        res.pop("_accumulator")
-        print()
-        print(format_table(res))
-    except (IRSTDError, ValueError, OSError) as exc:
-        print(f"irstd-demo: error: {exc}", file=sys.stderr)
-        return 2
+def offline(args) -> int:
+    from ..detector import Detector, DetectorConfig
+    from ..evaluation import evaluate
+    from ..pipeline import postprocess
+    ds = IRSTDDataset(args.data, args.split, protocol="native")
+    det = Detector(DetectorConfig(model=args.model, weights=args.weights or None))
+    det.warmup()
+    print(f"irstd-demo (offline): {det.name}, weights {det.meta['path']}\n")
+
+    def show(sample, probs):
+        print(frame_line(sample, postprocess(probs, args.threshold)[1]))
+
+    res = evaluate(det, ds, args.threshold, show)
+    res.pop("_accumulator")
+    print()
+    print(format_table(res))
     return 0
 
 
-def _count(mask) -> int:
-    from ..metrics import components
-    return len(components(mask)[1])
+def frame_line(sample, dets, latency_ms=None) -> str:
+    h, w = sample.image.shape
+    boxes = ", ".join(f"({d[0]:.0f},{d[1]:.0f} {d[2]:.0f}x{d[3]:.0f} p={d[4]:.2f})" if isinstance(d, tuple) else
+                      f"({d.x},{d.y} {d.width}x{d.height} p={d.score:.2f})" for d in dets[:3])
+    more = f" +{len(dets) - 3}" if len(dets) > 3 else ""
+    lat = f"  {latency_ms:6.1f} ms" if latency_ms is not None else ""
+    return (f"  {sample.name:<10} {w:>3}x{h:<3} targets {len(components(sample.mask)[1])}  "
+            f"detections {len(dets)}{lat}: {boxes}{more}")
+
+
+def live(args) -> int:
+    if not args.shared_network:  # a private graph: the demo must not talk to a real robot's topics
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+        os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
+    os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="irstd-demo-log-"))
+    from ..stream_client import StreamClient, make_image
+
+    ds = IRSTDDataset(args.data, args.split, protocol="native")
+    samples = [ds.load(n) for n in ds.names]
+    ns = f"irstd_demo_{os.getpid()}"
+    cmd = [sys.executable, "-m", "irstd_ros.detector_node", "--ros-args", "-r", f"__ns:=/{ns}",
+           "-p", f"model:={args.model}", "-p", f"threshold:={args.threshold}", "-p", "publish_overlay:=false",
+           "--log-level", "warn"]
+    if args.weights:
+        cmd += ["-p", f"weights:={args.weights}"]
+    print(f"irstd-demo: starting the detector node /{ns}/detector ({args.model})")
+    node = subprocess.Popen(cmd, env=dict(os.environ))
+    client = StreamClient(namespace=ns)
+    try:
+        t0 = time.monotonic()
+        if not client.wait_for_detector(timeout=180):
+            raise IRSTDError("the detector node did not come up (see its log above)")
+        print(f"node active after {time.monotonic() - t0:.1f} s (model load + warm-up); streaming "
+              f"{len(samples)} frames x {args.passes} passes at {args.rate:g} Hz\n")
+        keys = []
+        period = 1.0 / args.rate
+        start = time.monotonic()
+        stamp0 = time.time_ns()
+        for i in range(args.passes * len(samples)):
+            s = samples[i % len(samples)]
+            while time.monotonic() < start + i * period:
+                time.sleep(0.001)
+            img8 = np.round(s.image * 255).astype(np.uint8)
+            keys.append((client.publish(make_image(img8, "mono8", stamp0 + i * 1_000_000, "thermal_demo")), s))
+        client.wait_answers([k for k, _ in keys], timeout=30)
+        duration = time.monotonic() - start
+        acc = MetricAccumulator(threshold=0.5)
+        latencies = []
+        for i, (k, s) in enumerate(keys):
+            if k not in client.detections:
+                print(f"  {s.name:<10} dropped (a newer frame arrived before the node was free)")
+                continue
+            det, t_ans = client.detections[k]
+            lat = 1e3 * (t_ans - client.sent[k])
+            latencies.append(lat)
+            boxes = [(d.bbox.center.position.x - d.bbox.size_x / 2, d.bbox.center.position.y - d.bbox.size_y / 2,
+                      d.bbox.size_x, d.bbox.size_y, d.results[0].hypothesis.score) for d in det.detections]
+            print(frame_line(s, boxes, lat))
+            m = client.masks.get(k)
+            if m is not None and i >= len(samples) * (args.passes - 1):  # score the last pass once
+                mask = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.width) > 0
+                acc.update(mask.astype(np.float32), s.mask)
+        answered = len(latencies)
+        lat = np.asarray(latencies) if latencies else np.asarray([np.nan])
+        res = acc.summary()
+        print(f"\nframes sent {len(keys)}, answered {answered}, dropped {len(keys) - answered}; "
+              f"{answered / duration:.1f} FPS over {duration:.1f} s")
+        print(f"end-to-end latency (publish -> detections received): median {np.median(lat):.1f} ms, "
+              f"p95 {np.percentile(lat, 95):.1f} ms, max {lat.max():.1f} ms")
+        print(f"against the sample masks (last pass, {res['n_images']} frames, {res['n_targets']} targets): "
+              f"IoU {res['iou']:.4f}  nIoU {res['niou']:.4f}  Pd {res['pd']:.4f}  Fa {res['fa']:.2e}")
+        return 0
+    finally:
+        client.close()
+        node.terminate()
+        try:
+            node.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            node.kill()
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    try:
+        if not 0 < args.threshold < 1:
+            raise IRSTDError("--threshold must be in (0, 1)")
+        if args.rate <= 0 or args.passes < 1:
+            raise IRSTDError("--rate must be > 0 and --passes >= 1")
+        return offline(args) if args.offline else live(args)
+    except (IRSTDError, ValueError, OSError) as exc:
+        print(f"irstd-demo: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,95 @@
+"""A small rclpy client that streams frames to a detector and collects its answers by header stamp.
+
+Used by the main job (``irstd-demo``); it is what an integration team's own
+node does: publish ``sensor_msgs/Image``, subscribe ``detections`` and ``mask``.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+from vision_msgs.msg import Detection2DArray
+
+from . import image_codec
+
+
+def stamp_ns(stamp) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def make_image(arr: np.ndarray, encoding: str, stamp: int, frame_id: str) -> Image:
+    data, step = image_codec.encode(arr, encoding)
+    header = Header(stamp=Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000), frame_id=frame_id)
+    return Image(header=header, height=arr.shape[0], width=arr.shape[1], encoding=encoding, is_bigendian=0,
+                 step=step, data=data)
+
+
+class StreamClient:
+    def __init__(self, namespace: str = "irstd", image_topic: Optional[str] = None):
+        if not rclpy.ok():
+            rclpy.init()
+        ns = "/" + namespace.strip("/")
+        self.node = Node(f"irstd_stream_client_{os.getpid()}")
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.pub = self.node.create_publisher(Image, image_topic or f"{ns}/image", qos)
+        self._lock = threading.Lock()
+        self.sent: Dict[int, float] = {}
+        self.detections: Dict[int, Tuple[Detection2DArray, float]] = {}
+        self.masks: Dict[int, Image] = {}
+        self.node.create_subscription(Detection2DArray, f"{ns}/detections", self._on_det, qos)
+        self.node.create_subscription(Image, f"{ns}/mask", self._on_mask, qos)
+        self._executor = SingleThreadedExecutor()
+        self._executor.add_node(self.node)
+        self._running = True
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self):
+        while self._running:
+            self._executor.spin_once(timeout_sec=0.05)
+
+    def _on_det(self, msg):
+        with self._lock:
+            self.detections[stamp_ns(msg.header.stamp)] = (msg, time.monotonic())
+
+    def _on_mask(self, msg):
+        with self._lock:
+            self.masks[stamp_ns(msg.header.stamp)] = msg
+
+    def wait_for_detector(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pub.get_subscription_count() > 0:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def publish(self, msg: Image) -> int:
+        key = stamp_ns(msg.header.stamp)
+        self.sent[key] = time.monotonic()
+        self.pub.publish(msg)
+        return key
+
+    def wait_answers(self, keys, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if all(k in self.detections and k in self.masks for k in keys):
+                    return
+            time.sleep(0.02)
+
+    def close(self):
+        self._running = False
+        self._thread.join(timeout=5)
+        self._executor.remove_node(self.node)
+        self.node.destroy_node()
