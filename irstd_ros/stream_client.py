@@ -80,12 +80,20 @@ class StreamClient:
         self.pub.publish(msg)
         return key
 
-    def wait_answers(self, keys, timeout: float) -> None:
+    def wait_answers(self, keys, timeout: float, grace: float = 1.0) -> None:
+        """Wait until every key is answered, or the last one is (the node always answers the newest
+        frame; older ones may have been dropped) and ``grace`` seconds passed for stragglers."""
+        keys = list(keys)
         deadline = time.monotonic() + timeout
+        last_seen = None
         while time.monotonic() < deadline:
             with self._lock:
                 if all(k in self.detections and k in self.masks for k in keys):
                     return
+                if last_seen is None and keys and keys[-1] in self.detections:
+                    last_seen = time.monotonic()
+            if last_seen is not None and time.monotonic() - last_seen > grace:
+                return
             time.sleep(0.02)
 
     def close(self):
