@@ -39,6 +39,7 @@ setup(
             "irstd-eval = irstd_ros.cli.eval:main",
             "irstd-demo = irstd_ros.cli.demo:main",
             "irstd-detector = irstd_ros.detector_node:main",
+            "irstd-bag = irstd_ros.cli.bag:main",
         ],
     },
 )

@@ -81,6 +81,16 @@ def resize_pair(image: np.ndarray, mask: Optional[np.ndarray], size: int):
     return img, m
 
 
+def fit_mask(mask: np.ndarray, shape, name: str) -> np.ndarray:
+    """A mask stored at another resolution than its image (SIRST-v1's Misc_111: a 592x400 mask for a
+    325x220 image) is area-resized to the image and binarised at 0.5, if the aspect ratios agree
+    within 2 %; anything else is an error."""
+    (h, w), (mh, mw) = shape, mask.shape
+    if abs((w / h) / (mw / mh) - 1) > 0.02:
+        raise DatasetError(f"{name}: image is {w}x{h} but mask is {mw}x{mh} (different aspect ratio)")
+    return cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
+
+
 @dataclass
 class Sample:
     name: str
@@ -128,8 +138,7 @@ class IRSTDDataset:
         image = read_image(self.root / "images" / f"{name}.png")
         mask = read_mask(self.root / "masks" / f"{name}.png")
         if image.shape != mask.shape:
-            raise DatasetError(f"{name}: image is {image.shape[1]}x{image.shape[0]} but mask is "
-                               f"{mask.shape[1]}x{mask.shape[0]}")
+            mask = fit_mask(mask, image.shape, name)
         if self.protocol == "paper":
             image, mask = resize_pair(image, mask, self.size)
         return Sample(name, image, mask)

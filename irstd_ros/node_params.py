@@ -15,6 +15,7 @@ from .precision import PRECISIONS
 
 BACKENDS = ("torch",)
 RELIABILITIES = ("best_effort", "reliable")
+NETWORK_STRIDE = 16  # every shipped network downsamples by 16
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ PARAMS = (
               "value/65535 (full_range).", choices=NORMALIZATIONS),
     ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Frames with more pixels are rejected.",
               range=(1, 1 << 28)),
-    ParamSpec("class_name", "target", "class_id reported in detections and label_info.", effect="configure"),
+    ParamSpec("class_name", "target", "class_id reported in detections and label_info."),
     ParamSpec("qos_reliability", "best_effort", "Image subscription reliability (sensor data default).",
               choices=RELIABILITIES, effect="configure"),
     ParamSpec("qos_depth", 1, "Image subscription queue depth; 1 keeps only the newest frame.",
@@ -87,6 +88,8 @@ def validate(name: str, value: Any) -> Optional[str]:
             return f"{name}={value} is out of range: must be in ({lo}, {hi})"
         if not spec.exclusive and not lo <= value <= hi:
             return f"{name}={value} is out of range: must be in [{lo}, {hi}]"
+        if name == "input_size" and value % NETWORK_STRIDE:
+            return f"input_size={value} must be 0 or a multiple of {NETWORK_STRIDE}"
         return None
     if not isinstance(value, str):
         return f"{name} must be a string"

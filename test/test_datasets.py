@@ -101,5 +101,12 @@ def test_corrupt_and_mismatched_files(tmp_path, sirst_root):
     with pytest.raises(DatasetError, match="cannot read image"):
         ds.load("Misc_1")
     Image.fromarray(np.zeros((5, 7), np.uint8)).save(root / "masks" / "Misc_10.png")
-    with pytest.raises(DatasetError, match="mask is 7x5"):
+    with pytest.raises(DatasetError, match="mask is 7x5 .different aspect ratio"):
         ds.load("Misc_10")
+
+
+def test_a_mask_at_another_resolution_is_fitted_to_its_image(sirst_root):
+    """SIRST-v1 ships Misc_111 (test split) with a 592x400 mask for a 325x220 image."""
+    s = IRSTDDataset(sirst_root, "test", protocol="native").load("Misc_111")
+    assert s.image.shape == s.mask.shape == (220, 325)
+    assert 25 < s.mask.sum() < 50  # 121 target pixels at 592x400, about 37 at the image's scale

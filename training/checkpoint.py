@@ -60,3 +60,15 @@ def inference_state_from_training(state: Dict[str, Any]) -> Dict[str, Any]:
     cfg = state["config"]
     return {"model": cfg["model"], "model_args": cfg["model_args"], "state_dict": state["model"],
             "epoch": state["epoch"] + 1, "record": {}, "config": cfg}
+
+
+def weights_from(path: str | Path) -> Dict[str, Any]:
+    """fp32 model weights from a training (last/best) or exported checkpoint, for fine-tuning."""
+    try:
+        state = load(path)
+    except Exception as exc:
+        raise CheckpointLoadError(f"cannot initialise from {path}: {exc.__class__.__name__}: {exc}") from None
+    sd = state.get("state_dict") or state.get("model")
+    if not isinstance(sd, dict):
+        raise CheckpointLoadError(f"{path} holds no model weights")
+    return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}

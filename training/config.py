@@ -11,6 +11,7 @@ DEFAULTS: Dict[str, Any] = {
     "name": None,                 # run name; defaults to the config file's stem
     "model": "lrrnet",
     "model_args": {},
+    "init_from": None,            # weights to start from (a best.pt / last.pt / exported checkpoint): fine-tuning
     "datasets": [],               # [{root, train_split, val_split, weight}]
     "base_size": 256,             # paper protocol: every image is resized to this first
     "crop_size": 256,             # random crop after a random rescale

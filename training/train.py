@@ -124,6 +124,8 @@ def train(cfg: dict, args) -> int:
     np.random.seed(cfg["seed"])
     random.seed(cfg["seed"])
     model = create_model(cfg["model"], **cfg["model_args"]).to(device)
+    if cfg["init_from"]:
+        model.load_state_dict(checkpoint.weights_from(cfg["init_from"]))
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model.parameters())

@@ -1,0 +1,72 @@
+"""Pick a checkpoint's operating threshold on the validation split (never on test).
+
+    python -m training.calibrate runs/lrrnet_sirst-v1/best.pt --data ../shared/datasets/sirst-v1 --split val
+
+For each threshold in 0.05..0.95 it scores the split (paper protocol) and picks
+the one with the best IoU among those whose Fa is at most ``--fa-max`` and Pd
+at least ``--pd-min``; if none qualifies, the one with the lowest Fa among those
+with Pd >= ``--pd-min``, else the best IoU. Prints the table; ``--json`` saves it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from irstd_ros.datasets import IRSTDDataset
+from irstd_ros.detector import Detector, DetectorConfig
+from irstd_ros.metrics import MetricAccumulator
+
+THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))
+
+
+def sweep(detector: Detector, dataset: IRSTDDataset, thresholds=THRESHOLDS):
+    accs = [MetricAccumulator(threshold=float(t), curve_thresholds=()) for t in thresholds]
+    for sample in dataset:
+        probs = detector.probabilities(sample.image)
+        for acc in accs:
+            acc.update(probs, sample.mask)
+    return [acc.summary() for acc in accs]
+
+
+def choose(rows, fa_max: float, pd_min: float) -> dict:
+    ok = [r for r in rows if r["fa"] <= fa_max and r["pd"] >= pd_min]
+    if ok:
+        return max(ok, key=lambda r: r["iou"])
+    ok = [r for r in rows if r["pd"] >= pd_min]
+    if ok:
+        return min(ok, key=lambda r: (r["fa"], -r["iou"]))
+    return max(rows, key=lambda r: r["iou"])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("weights")
+    ap.add_argument("--model", default="lrrnet")
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--fa-max", type=float, default=2e-5)
+    ap.add_argument("--pd-min", type=float, default=0.93)
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    if args.split == "test":
+        print("calibrate: error: thresholds are chosen on a validation split, never on test", file=sys.stderr)
+        return 2
+    det = Detector(DetectorConfig(model=args.model, weights=args.weights))
+    rows = sweep(det, IRSTDDataset(args.data, args.split, protocol="paper"))
+    best = choose(rows, args.fa_max, args.pd_min)
+    print(f"{'thr':>5} {'IoU':>7} {'nIoU':>7} {'Pd':>7} {'Fa':>10}")
+    for r in rows:
+        mark = "  <-" if r is best else ""
+        print(f"{r['threshold']:5.2f} {r['iou']:7.4f} {r['niou']:7.4f} {r['pd']:7.4f} {r['fa']:10.3e}{mark}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"split": args.split, "fa_max": args.fa_max, "pd_min": args.pd_min,
+                                               "chosen": best, "rows": rows}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
