@@ -15,3 +15,8 @@ class CheckpointError(IRSTDError):
 
 class ImageFormatError(IRSTDError):
     """An image cannot be interpreted (encoding, size, data length, values)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (library messages, e.g. YAML errors, span several)."""
+    return " ".join(str(exc).split())

@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import image_codec
 from ..bags import BAG_ENCODINGS, STORAGES, BagError, BagReader, find_topic, make_bag
-from ..errors import IRSTDError
+from ..errors import IRSTDError, one_line
 from ..metrics import MetricAccumulator
 from ..pipeline import postprocess
 from .eval import format_table, machine_description
@@ -266,6 +266,7 @@ def cmd_record(args) -> int:
     finally:
         probe.destroy_node()
     rec = Recorder(args.out, topics, args.storage)
+    print(f"recording {', '.join(topics)} into {args.out}", flush=True)
     try:
         deadline = time.monotonic() + args.duration if args.duration else float("inf")
         while time.monotonic() < deadline:
@@ -282,7 +283,7 @@ def main(argv=None) -> int:
     try:
         return {"make": cmd_make, "play": cmd_play, "record": cmd_record, "eval": cmd_eval}[args.cmd](args)
     except (IRSTDError, ValueError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

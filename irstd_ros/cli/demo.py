@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets import IRSTDDataset
-from ..errors import IRSTDError
+from ..errors import IRSTDError, one_line
 from ..metrics import MetricAccumulator, components
 from .eval import format_table
 
@@ -151,7 +151,7 @@ def main(argv=None) -> int:
             raise IRSTDError("--rate must be > 0 and --passes >= 1")
         return offline(args) if args.offline else live(args)
     except (IRSTDError, ValueError, OSError) as exc:
-        print(f"irstd-demo: error: {exc}", file=sys.stderr)
+        print(f"irstd-demo: error: {one_line(exc)}", file=sys.stderr)
         return 2
 
 

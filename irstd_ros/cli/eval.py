@@ -15,7 +15,7 @@ import torch
 
 from ..datasets import PROTOCOLS, IRSTDDataset
 from ..detector import BACKENDS, Detector, DetectorConfig
-from ..errors import IRSTDError
+from ..errors import IRSTDError, one_line
 from ..evaluation import MaskWriter, evaluate
 from ..models import list_models
 from ..precision import PRECISIONS
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     try:
         run(args)
     except (IRSTDError, ValueError, OSError) as exc:
-        print(f"irstd-eval: error: {exc}", file=sys.stderr)
+        print(f"irstd-eval: error: {one_line(exc)}", file=sys.stderr)
         return 2
     return 0
 
