@@ -110,6 +110,7 @@ class DetectorNode(LifecycleNode):
         self._done_times = deque(maxlen=200)
         self.processed = 0
         self.rejected = 0
+        self._seq = 0
         self._last_shape = (256, 256)
 
     # ---------------------------------------------------------------- parameters
@@ -238,15 +239,14 @@ class DetectorNode(LifecycleNode):
         self._slot.put((msg, time.monotonic()))
 
     def _work(self) -> None:
-        seq = 0
         while True:
             item = self._slot.take()
             if item is None:
                 return
             msg, t_recv = item
             try:
-                self._process(msg, t_recv, seq)
-                seq += 1
+                self._process(msg, t_recv, self._seq)
+                self._seq += 1  # detection ids stay unique across re-activations
             except ImageFormatError as exc:
                 self.rejected += 1
                 self.get_logger().warning(f"skipped frame (stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}): "
