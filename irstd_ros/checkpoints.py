@@ -63,3 +63,21 @@ def load_model(model: str, weights: Optional[str | Path] = None) -> Tuple[torch.
     if sidecar.is_file():
         meta["card"] = json.loads(sidecar.read_text())
     return net.eval(), meta
+
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def operating_threshold(meta: Dict[str, Any]) -> float:
+    """The threshold a checkpoint's card says it was calibrated for (on validation data), else 0.5."""
+    return float(meta.get("card", {}).get("threshold", DEFAULT_THRESHOLD))
+
+
+def card_threshold(model: str, weights: Optional[str | Path] = None) -> float:
+    """:func:`operating_threshold` from the checkpoint's JSON card alone, without loading tensors."""
+    try:
+        path = Path(weights) if weights else default_weights(model)
+        card = json.loads(path.with_suffix(".json").read_text())
+    except (CheckpointError, OSError, ValueError):
+        return DEFAULT_THRESHOLD
+    return float(card.get("threshold", DEFAULT_THRESHOLD))

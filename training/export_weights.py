@@ -18,7 +18,8 @@ import torch
 from . import checkpoint
 
 
-def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float16) -> dict:
+def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float16,
+           calibration: dict | None = None) -> dict:
     state = checkpoint.load(src)
     if "state_dict" not in state:  # a last.pt training checkpoint
         state = checkpoint.inference_state_from_training(state)
@@ -33,6 +34,7 @@ def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float
         "model_args": state.get("model_args", {}),
         "dtype": str(dtype).replace("torch.", ""),
         "epochs_trained": state["epoch"],
+        "init_from": cfg.get("init_from"),
         "epochs_planned": cfg["epochs"],
         "selected_by": f"best validation {cfg['select_metric']}",
         "validation": state.get("record", {}).get("val"),
@@ -40,6 +42,10 @@ def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float
         "training_config": cfg,
         "test_metrics": metrics,
     }
+    if calibration:
+        card["threshold"] = calibration["chosen"]["threshold"]
+        card["threshold_selection"] = {k: calibration[k] for k in ("split", "fa_max", "pd_min")}
+        card["threshold_selection"]["val_metrics"] = calibration["chosen"]
     dst.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 
@@ -50,6 +56,7 @@ def main(argv=None) -> int:
     ap.add_argument("dst")
     ap.add_argument("--metrics", action="append", default=[], help="NAME=irstd-eval JSON to record in the card")
     ap.add_argument("--fp32", action="store_true", help="keep fp32 tensors")
+    ap.add_argument("--calibration", help="training.calibrate JSON: records the val-selected operating threshold")
     args = ap.parse_args(argv)
     metrics = {}
     for item in args.metrics:
@@ -57,7 +64,8 @@ def main(argv=None) -> int:
         res = json.loads(Path(path).read_text())
         metrics[name] = {k: res[k] for k in ("dataset", "split", "protocol", "threshold", "iou", "niou", "pd", "fa",
                                              "auc", "n_images", "n_targets") if k in res}
-    export(Path(args.src), Path(args.dst), metrics, torch.float32 if args.fp32 else torch.float16)
+    calibration = json.loads(Path(args.calibration).read_text()) if args.calibration else None
+    export(Path(args.src), Path(args.dst), metrics, torch.float32 if args.fp32 else torch.float16, calibration)
     print(f"wrote {args.dst} and {Path(args.dst).with_suffix('.json')}")
     return 0
 

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--weights", default="")
     e.add_argument("--mode", default="offline", choices=("offline", "live"))
     e.add_argument("--rate", type=float, default=1.0, help="live: playback speed factor")
-    e.add_argument("--threshold", type=float, default=0.5)
+    e.add_argument("--threshold", type=float, default=None,
+                   help="default: the weights' calibrated threshold (model card), else 0.5")
     e.add_argument("--image-topic")
     e.add_argument("--gt-topic")
     e.add_argument("--normalization", default="stretch", choices=image_codec.NORMALIZATIONS,
@@ -195,6 +196,9 @@ def eval_live(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
 
 
 def cmd_eval(args) -> int:
+    if args.threshold is None:
+        from ..checkpoints import card_threshold
+        args.threshold = card_threshold(args.model, args.weights or None)
     if not 0 < args.threshold < 1:
         raise BagError("--threshold must be in (0, 1)")
     if not args.rate > 0:

@@ -32,7 +32,8 @@ def parse(argv):
     ap.add_argument("--weights", default="")
     ap.add_argument("--data", default=str(SAMPLE), help="dataset directory (default: the bundled sample)")
     ap.add_argument("--split", default="demo")
-    ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="default: the weights' calibrated threshold (model card), else 0.5")
     ap.add_argument("--rate", type=float, default=4.0, help="frames per second streamed to the node")
     ap.add_argument("--passes", type=int, default=2, help="times the sample is streamed")
     ap.add_argument("--offline", action="store_true", help="no ROS: run the pipeline directly")
@@ -145,6 +146,9 @@ def live(args) -> int:
 def main(argv=None) -> int:
     args = parse(argv)
     try:
+        if args.threshold is None:
+            from ..checkpoints import card_threshold
+            args.threshold = card_threshold(args.model, args.weights or None)
         if not 0 < args.threshold < 1:
             raise IRSTDError("--threshold must be in (0, 1)")
         if args.rate <= 0 or args.passes < 1:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoints import operating_threshold
 from ..datasets import PROTOCOLS, IRSTDDataset
 from ..detector import BACKENDS, Detector, DetectorConfig
 from ..errors import IRSTDError, one_line
@@ -31,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--split", default="test")
     ap.add_argument("--protocol", default="paper", choices=PROTOCOLS,
                     help="paper: resize to the papers' size; native: pad to the stride, never resize")
-    ap.add_argument("--threshold", type=float, default=0.5, help="probability threshold in (0, 1)")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="probability threshold in (0, 1); default: the weights' calibrated threshold (model card), else 0.5")
     ap.add_argument("--backend", default="torch", choices=BACKENDS)
     ap.add_argument("--precision", default="auto", choices=PRECISIONS)
     ap.add_argument("--json", help="write the metrics here")
@@ -52,13 +54,15 @@ def format_table(res: dict) -> str:
 
 
 def run(args) -> dict:
-    if not 0.0 < args.threshold < 1.0 or math.isnan(args.threshold):
+    if args.threshold is not None and (not 0.0 < args.threshold < 1.0 or math.isnan(args.threshold)):
         raise IRSTDError(f"--threshold must be in (0, 1), got {args.threshold}")
     if args.limit < 0:
         raise IRSTDError("--limit must be >= 0")
     ds = IRSTDDataset(args.data, args.split, protocol=args.protocol)
     det = Detector(DetectorConfig(model=args.model, weights=args.weights, backend=args.backend,
                                   precision=args.precision))
+    if args.threshold is None:
+        args.threshold = operating_threshold(det.meta)
     det.warmup(*((ds.size, ds.size) if args.protocol == "paper" else (256, 256)))
     names = ds.names[: args.limit] if args.limit else ds.names
     writer = MaskWriter(args.save_masks, ds, args.threshold) if args.save_masks else None
