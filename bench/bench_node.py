@@ -56,6 +56,9 @@ def main() -> int:
     node = subprocess.Popen([sys.executable, "-m", "irstd_ros.detector_node", "--ros-args", "-r", f"__ns:=/{ns}",
                              "-p", "publish_overlay:=false", "--log-level", "warn"])
     client = StreamClient(namespace=ns)
+    from diagnostic_msgs.msg import DiagnosticArray
+    diags = []
+    client.node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 10)
     try:
         assert client.wait_for_detector(180), "detector did not start"
         for i, f in enumerate(frames):  # warm every size through the node too
@@ -66,6 +69,14 @@ def main() -> int:
             k = client.publish(make_image(f, "mono8", 1_000_000 + i, "bench"))
             client.wait_answers([k], 60)
             e2e.append(client.detections[k][1] - client.sent[k])
+        time.sleep(2.5)
+        inside = None
+        for arr in reversed(diags):
+            for st in arr.status:
+                if st.name.startswith(f"/{ns}/"):
+                    inside = {kv.key: kv.value for kv in st.values}
+            if inside:
+                break
     finally:
         client.close()
         node.terminate()
@@ -76,6 +87,9 @@ def main() -> int:
     print(f"  bare pipeline (decode-free model + postprocess): median {b:.1f} ms  ({1e3 / b:.1f} FPS)")
     print(f"  node end to end (publish -> detections):         median {n:.1f} ms  ({1e3 / n:.1f} FPS)")
     print(f"  node / bare = {n / b:.3f}  (overhead {100 * (n / b - 1):+.1f} %)")
+    if inside:
+        print(f"  inside the node (receipt -> published, last 200 frames): median {float(inside['latency_ms_p50']):.1f} ms;"
+              f" transport + client: {n - float(inside['latency_ms_p50']):.1f} ms")
     return 0
 
 

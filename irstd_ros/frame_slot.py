@@ -15,6 +15,7 @@ class FrameSlot:
         self._cv = threading.Condition()
         self._item: Optional[Any] = None
         self._closed = False
+        self._woken = False
         self.dropped = 0
         self.received = 0
 
@@ -27,11 +28,22 @@ class FrameSlot:
             self._cv.notify()
 
     def take(self, timeout: Optional[float] = None) -> Optional[Any]:
-        """The newest frame, waiting up to ``timeout``; None on timeout or once closed."""
+        """The newest frame, waiting up to ``timeout``; None on timeout, on :meth:`wake`, or once closed."""
         with self._cv:
-            self._cv.wait_for(lambda: self._item is not None or self._closed, timeout)
+            self._cv.wait_for(lambda: self._item is not None or self._closed or self._woken, timeout)
             item, self._item = self._item, None
+            self._woken = False
             return item
+
+    def wake(self) -> None:
+        """Make a waiting :meth:`take` return (None if no frame is pending)."""
+        with self._cv:
+            self._woken = True
+            self._cv.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
         with self._cv:
