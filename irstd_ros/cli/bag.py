@@ -192,6 +192,8 @@ def eval_live(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
     out = {**scorer.summary(), **_latency_keys(lat), "frames_sent": len(order), "frames_answered": answered,
            "dropped": len(order) - answered, "backend": "detector node", "overlays": scorer.overlays}
     out["fps"] = answered / duration if duration > 0 else 0.0  # live: throughput, not 1/latency
+    if "auc" in out:
+        out["auc"] = None  # the node publishes binary masks, not scores: no ROC from a live run
     return out
 
 
@@ -215,7 +217,7 @@ def cmd_eval(args) -> int:
     print(f"{args.model} on {args.bag} ({args.mode}; {res['frames_answered']}/{res['frames_sent']} frames answered, "
           f"{res['dropped']} dropped)")
     if gts:
-        print(format_table({**res, "n_images": res["n_images"]}))
+        print(format_table({**res, "auc": float("nan") if res["auc"] is None else res["auc"]}))
     else:
         print(f"  no ground truth: {res['detections_total']} detections in {res['frames_with_detections']} of "
               f"{res['frames_answered']} frames; latency {res['latency_ms_median']:.1f} ms median")
