@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topics", nargs="*")
     p.add_argument("--rate", type=float, default=1.0, help="playback speed factor")
     p.add_argument("--clock", action="store_true", help="publish /clock with the bag time")
+    p.add_argument("--delay", type=float, default=1.0, help="seconds between subscribers appearing and playback")
     p.add_argument("--remap", nargs="*", default=[], metavar="FROM:=TO")
     r = sub.add_parser("record", help="record topics into a bag through raw subscriptions")
     r.add_argument("--out", required=True)
@@ -247,7 +248,7 @@ def cmd_make(args) -> int:
 def cmd_play(args) -> int:
     from ..bag_live import play
     remap = dict(item.split(":=", 1) for item in args.remap)
-    n = play(args.bag, args.topics, args.rate, args.clock, remap)
+    n = play(args.bag, args.topics, args.rate, args.clock, remap, delay=args.delay)
     print(f"published {n} messages")
     return 0
 
