@@ -30,7 +30,8 @@ class DetectorConfig:
 
 
 class Detector:
-    def __init__(self, cfg: DetectorConfig = DetectorConfig()):
+    def __init__(self, cfg: Optional[DetectorConfig] = None):
+        cfg = cfg or DetectorConfig()
         if cfg.backend not in BACKENDS:
             raise ValueError(f"unknown backend {cfg.backend!r}; available: {', '.join(BACKENDS)}")
         self.cfg = cfg

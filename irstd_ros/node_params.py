@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
+from .detector import BACKENDS
 from .image_codec import DEFAULT_MAX_PIXELS, NORMALIZATIONS
 from .precision import PRECISIONS
 
-BACKENDS = ("torch",)
 RELIABILITIES = ("best_effort", "reliable")
 NETWORK_STRIDE = 16  # every shipped network downsamples by 16
 
