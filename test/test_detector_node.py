@@ -256,3 +256,24 @@ def test_a_corrupt_checkpoint_fails_configure_with_a_clear_message(tmp_path):
         h.close()
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_overlay_is_published_only_while_subscribed(graph, frame):
+    h, _, _ = graph
+    img8, _ = frame
+    first = roundtrip(h, image_from_array(img8, "mono8", next_stamp()))
+    assert h.wait_for(h.overlays, stamp_key(first.header.stamp), timeout=1.0) is None  # nobody listening yet
+    sub = h.subscribe_overlay()
+    try:
+        deadline = time.time() + 30
+        got = None
+        while got is None and time.time() < deadline:  # until the node sees the new subscriber
+            msg = image_from_array(img8, "mono8", next_stamp(), frame_id="ov")
+            roundtrip(h, msg)
+            got = h.wait_for(h.overlays, stamp_key(msg.header.stamp), timeout=1.0)
+        assert got is not None, "no overlay while subscribed"
+        assert (got.encoding, got.height, got.width, got.header.frame_id) == ("rgb8", *img8.shape, "ov")
+        rgb = np.frombuffer(bytes(got.data), np.uint8).reshape(got.height, got.width, 3)
+        assert ((rgb[..., 0] == 255) & (rgb[..., 1] == 0)).any()  # the predicted outline, in red
+    finally:
+        h.node.destroy_subscription(sub)
