@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,7 @@ from irstd_ros.cli.eval import machine_description  # noqa: E402
 from irstd_ros.datasets import IRSTDDataset  # noqa: E402
 from irstd_ros.detector import Detector, DetectorConfig  # noqa: E402
 from irstd_ros.pipeline import postprocess  # noqa: E402
-from irstd_ros.stream_client import StreamClient, make_image  # noqa: E402
+from irstd_ros.stream_client import StreamClient, make_image, start_detector, stop  # noqa: E402
 
 
 def main() -> int:
@@ -53,8 +52,7 @@ def main() -> int:
     del det
 
     ns = f"irstd_bench_{os.getpid()}"
-    node = subprocess.Popen([sys.executable, "-m", "irstd_ros.detector_node", "--ros-args", "-r", f"__ns:=/{ns}",
-                             "-p", "publish_overlay:=false", "--log-level", "warn"])
+    node = start_detector(ns)
     client = StreamClient(namespace=ns)
     from diagnostic_msgs.msg import DiagnosticArray
     diags = []
@@ -79,8 +77,7 @@ def main() -> int:
                 break
     finally:
         client.close()
-        node.terminate()
-        node.wait(timeout=20)
+        stop(node)
     b, n = statistics.median(bare) * 1e3, statistics.median(e2e) * 1e3
     print(f"machine: {machine_description()}")
     print(f"{args.frames} frames of the bundled sample (native sizes), mono8, one in flight")

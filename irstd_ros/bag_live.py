@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import importlib
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Optional, Sequence
 
 from .bags import BagError, BagReader
 
@@ -141,21 +139,3 @@ class Recorder:
         with self.lock:
             self.writer.close()
         return dict(self.counts)
-
-
-def start_detector(namespace: str, model: str, weights: Optional[str], threshold: float,
-                   extra: Sequence[str] = ()) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "irstd_ros.detector_node", "--ros-args", "-r", f"__ns:=/{namespace}",
-           "-p", f"model:={model}", "-p", f"threshold:={threshold}", "-p", "publish_overlay:=false",
-           "--log-level", "warn", *extra]
-    if weights:
-        cmd += ["-p", f"weights:={weights}"]
-    return subprocess.Popen(cmd, env=dict(os.environ))
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()

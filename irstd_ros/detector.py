@@ -6,14 +6,13 @@ through :class:`Detector`, so they all see identical numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from .checkpoints import load_model
-from .pipeline import Detection, Geometry, postprocess, preprocess, restore, run_model
+from .pipeline import Detection, postprocess, preprocess, restore, run_model
 from .precision import resolve_precision
 
 BACKENDS = ("torch",)

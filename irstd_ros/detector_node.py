@@ -18,13 +18,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from collections import deque
-from dataclasses import replace
 from typing import List, Optional
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType,
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -36,7 +35,7 @@ from . import image_codec
 from .detector import Detector, DetectorConfig
 from .errors import ImageFormatError, IRSTDError
 from .frame_slot import FrameSlot
-from .node_params import PARAMS, SPECS, validate
+from .node_params import PARAMS, validate
 from .pipeline import Detection, postprocess
 from .plots import overlay as draw_overlay
 

@@ -26,13 +26,21 @@ def evaluate(detector: Detector, samples: Iterable[Sample], threshold: float = 0
         if on_prediction is not None:
             on_prediction(sample, probs)
     out = acc.summary()
-    lat = np.asarray(latencies) * 1e3
-    out["latency_ms_median"] = float(np.median(lat)) if len(lat) else float("nan")
-    out["latency_ms_p95"] = float(np.percentile(lat, 95)) if len(lat) else float("nan")
-    out["fps"] = float(1e3 / out["latency_ms_median"]) if len(lat) else float("nan")
+    out.update(latency_summary(np.asarray(latencies) * 1e3))
     out["pd_fa_curve"] = acc.pd_fa_curve()
     out["_accumulator"] = acc
     return out
+
+
+def latency_summary(lat_ms) -> Dict[str, float]:
+    """Median (also as p50), p95 and max of per-frame latencies in ms, and FPS = 1000 / median."""
+    lat = np.asarray(lat_ms, dtype=float)
+    if not len(lat):
+        return {k: float("nan") for k in ("latency_ms_median", "latency_ms_p50", "latency_ms_p95",
+                                          "latency_ms_max", "fps")}
+    med = float(np.median(lat))
+    return {"latency_ms_median": med, "latency_ms_p50": med, "latency_ms_p95": float(np.percentile(lat, 95)),
+            "latency_ms_max": float(lat.max()), "fps": 1e3 / med}
 
 
 class MaskWriter:

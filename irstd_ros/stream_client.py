@@ -6,9 +6,11 @@ node does: publish ``sensor_msgs/Image``, subscribe ``detections`` and ``mask``.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import rclpy
@@ -25,6 +27,32 @@ from . import image_codec
 
 def stamp_ns(stamp) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def mask_from_msg(msg: Image) -> np.ndarray:
+    """A mono8 0/255 ``mask`` message as a bool array (row padding honoured)."""
+    return image_codec.to_array(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian),
+                                msg.data) > 0
+
+
+def start_detector(namespace: str, model: str = "lrrnet", weights: Optional[str] = None,
+                   threshold: Optional[float] = None, extra: Sequence[str] = ()) -> subprocess.Popen:
+    """The detector node in its own process under ``/<namespace>`` (no overlay, warnings only)."""
+    cmd = [sys.executable, "-m", "irstd_ros.detector_node", "--ros-args", "-r", f"__ns:=/{namespace}",
+           "-p", f"model:={model}", "-p", "publish_overlay:=false", "--log-level", "warn", *extra]
+    if threshold is not None:
+        cmd += ["-p", f"threshold:={threshold}"]
+    if weights:
+        cmd += ["-p", f"weights:={weights}"]
+    return subprocess.Popen(cmd, env=dict(os.environ))
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def make_image(arr: np.ndarray, encoding: str, stamp: int, frame_id: str) -> Image:

@@ -6,9 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 import ros_harness  # noqa: F401  (isolated ROS environment for the live tests)

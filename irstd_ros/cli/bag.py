@@ -20,6 +20,7 @@ import numpy as np
 from .. import image_codec
 from ..bags import BAG_ENCODINGS, STORAGES, BagError, BagReader, find_topic, make_bag
 from ..errors import IRSTDError, one_line
+from ..evaluation import latency_summary
 from ..metrics import MetricAccumulator
 from ..pipeline import postprocess
 from .eval import format_table, machine_description
@@ -116,23 +117,13 @@ class Scorer:
             self.overlays.append(overlay(grey, gt, scores > self.threshold))
 
     def summary(self) -> dict:
-        out = {"frames_scored": self.acc.summary()["n_images"], "frames_without_gt": self.unmatched,
+        s = self.acc.summary()
+        out = {"frames_scored": s["n_images"], "frames_without_gt": self.unmatched,
                "detections_total": self.detections, "frames_with_detections": self.with_detections,
                "detections_per_frame": self.detections / self.frames if self.frames else 0.0}
         if self.gts:
-            s = self.acc.summary()
             out.update({k: s[k] for k in ("iou", "niou", "pd", "fa", "auc", "n_images", "n_targets", "threshold")})
         return out
-
-
-def _latency_keys(lat_ms) -> dict:
-    lat = np.asarray(lat_ms, dtype=float)
-    if not len(lat):
-        return {"latency_ms_median": float("nan"), "latency_ms_p50": float("nan"), "latency_ms_p95": float("nan"),
-                "latency_ms_max": float("nan"), "fps": 0.0}
-    med = float(np.median(lat))
-    return {"latency_ms_median": med, "latency_ms_p50": med, "latency_ms_p95": float(np.percentile(lat, 95)),
-            "latency_ms_max": float(lat.max()), "fps": 1e3 / med}
 
 
 def eval_offline(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
@@ -148,14 +139,14 @@ def eval_offline(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
         lat.append(1e3 * (time.perf_counter() - t0))
         scorer.add(stamp, grey, probs, keep_overlay=bool(args.overlay))
     n = scorer.frames
-    return {**scorer.summary(), **_latency_keys(lat), "frames_sent": n, "frames_answered": n, "dropped": 0,
+    return {**scorer.summary(), **latency_summary(lat), "frames_sent": n, "frames_answered": n, "dropped": 0,
             "backend": det.name, "overlays": scorer.overlays}
 
 
 def eval_live(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
     os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="irstd-bag-log-"))
-    from ..bag_live import play, start_detector, stop
-    from ..stream_client import StreamClient
+    from ..bag_live import play
+    from ..stream_client import StreamClient, mask_from_msg, start_detector, stop
     frames = {stamp: img for stamp, img in reader.images(img_topic)}
     order = list(frames)
     ns = f"irstd_bag_eval_{os.getpid()}"
@@ -184,13 +175,12 @@ def eval_live(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
         if stamp not in client.detections or stamp not in client.masks:
             continue
         lat.append(1e3 * (client.detections[stamp][1] - client.sent[stamp]))
-        m = client.masks[stamp]
-        mask = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.width) > 0
+        mask = mask_from_msg(client.masks[stamp])
         img = frames[stamp]
         scorer.add(stamp, _grey(img, args.normalization, stamp) if args.overlay else None, mask.astype(np.float32),
                    keep_overlay=bool(args.overlay))
     answered = scorer.frames
-    out = {**scorer.summary(), **_latency_keys(lat), "frames_sent": len(order), "frames_answered": answered,
+    out = {**scorer.summary(), **latency_summary(lat), "frames_sent": len(order), "frames_answered": answered,
            "dropped": len(order) - answered, "backend": "detector node", "overlays": scorer.overlays}
     out["fps"] = answered / duration if duration > 0 else 0.0  # live: throughput, not 1/latency
     if "auc" in out:

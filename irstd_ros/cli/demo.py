@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -76,18 +75,14 @@ def live(args) -> int:
         os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
         os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
     os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="irstd-demo-log-"))
-    from ..stream_client import StreamClient, make_image
+    from ..evaluation import latency_summary
+    from ..stream_client import StreamClient, make_image, mask_from_msg, start_detector, stop
 
     ds = IRSTDDataset(args.data, args.split, protocol="native")
     samples = [ds.load(n) for n in ds.names]
     ns = f"irstd_demo_{os.getpid()}"
-    cmd = [sys.executable, "-m", "irstd_ros.detector_node", "--ros-args", "-r", f"__ns:=/{ns}",
-           "-p", f"model:={args.model}", "-p", f"threshold:={args.threshold}", "-p", "publish_overlay:=false",
-           "--log-level", "warn"]
-    if args.weights:
-        cmd += ["-p", f"weights:={args.weights}"]
     print(f"irstd-demo: starting the detector node /{ns}/detector ({args.model})")
-    node = subprocess.Popen(cmd, env=dict(os.environ))
+    node = start_detector(ns, args.model, args.weights or None, args.threshold)
     client = StreamClient(namespace=ns)
     try:
         t0 = time.monotonic()
@@ -122,25 +117,20 @@ def live(args) -> int:
             print(frame_line(s, boxes, lat))
             m = client.masks.get(k)
             if m is not None and i >= len(samples) * (args.passes - 1):  # score the last pass once
-                mask = np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.width) > 0
-                acc.update(mask.astype(np.float32), s.mask)
+                acc.update(mask_from_msg(m).astype(np.float32), s.mask)
         answered = len(latencies)
-        lat = np.asarray(latencies) if latencies else np.asarray([np.nan])
+        lat = latency_summary(latencies)
         res = acc.summary()
         print(f"\nframes sent {len(keys)}, answered {answered}, dropped {len(keys) - answered}; "
               f"{answered / duration:.1f} FPS over {duration:.1f} s")
-        print(f"end-to-end latency (publish -> detections received): median {np.median(lat):.1f} ms, "
-              f"p95 {np.percentile(lat, 95):.1f} ms, max {lat.max():.1f} ms")
+        print(f"end-to-end latency (publish -> detections received): median {lat['latency_ms_median']:.1f} ms, "
+              f"p95 {lat['latency_ms_p95']:.1f} ms, max {lat['latency_ms_max']:.1f} ms")
         print(f"against the sample masks (last pass, {res['n_images']} frames, {res['n_targets']} targets): "
               f"IoU {res['iou']:.4f}  nIoU {res['niou']:.4f}  Pd {res['pd']:.4f}  Fa {res['fa']:.2e}")
         return 0
     finally:
         client.close()
-        node.terminate()
-        try:
-            node.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            node.kill()
+        stop(node)
 
 
 def main(argv=None) -> int:
