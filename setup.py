@@ -12,7 +12,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={PACKAGE: ["weights/*.pt", "weights/*.json", "sample/*/*.png", "sample/*/*.txt",
+    package_data={PACKAGE: ["ops/csrc/*.cpp", "weights/*.pt", "weights/*.json", "sample/*/*.png", "sample/*/*.txt",
                             "sample/*/*/*.png", "sample/*/*/*.txt"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
@@ -31,9 +31,11 @@ setup(
         "matplotlib>=3.7",
     ],
     extras_require={
-        "test": ["pytest>=8", "scikit-image>=0.22"],
+        "test": ["pytest>=8", "scikit-image>=0.22", "PyWavelets>=1.5"],
+        "gpu": ["triton>=3.0"],
+        "deploy": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18", "openvino>=2024.0"],
     },
-    zip_safe=True,
+    zip_safe=False,  # the C++ kernel sources are compiled from the installed files
     entry_points={
         "console_scripts": [
             "irstd-eval = irstd_ros.cli.eval:main",

@@ -8,6 +8,10 @@ from pathlib import Path
 
 import pytest
 
+# Triton kernels run on CPU tensors only under the interpreter, and triton reads this when a
+# kernel is decorated: set it before anything imports irstd_ros.ops.triton_kernels.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `training/` is run from the repo, not installed
     sys.path.insert(0, str(REPO))

@@ -22,6 +22,7 @@ DEFAULTS: Dict[str, Any] = {
     "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "betas": [0.9, 0.999]},
     "schedule": {"name": "cosine", "warmup_epochs": 2, "min_lr": 1e-5, "power": 0.9},
     "loss": {"recon_weight": 0.1, "bce_weight": 0.0, "bce_pos_weight": 1.0},
+    "ema_decay": 0.0,             # >0: validate and ship an exponential moving average of the weights
     "val_every": 1,
     "val_threshold": 0.5,
     "select_metric": "iou",
@@ -79,5 +80,7 @@ def validate(cfg: Dict[str, Any]) -> None:
     for key in ("batch_size", "epochs", "crop_size", "base_size", "val_every"):
         if int(cfg[key]) <= 0:
             raise ConfigError(f"{key} must be positive")
+    if not 0.0 <= float(cfg["ema_decay"]) < 1.0:
+        raise ConfigError("ema_decay must be in [0, 1)")
     if cfg["crop_size"] % 16:
         raise ConfigError("crop_size must be a multiple of 16 (the network stride)")

@@ -1,0 +1,74 @@
+"""Getting graphs that use the irstd ops into deployment toolchains.
+
+- ``torch.export``: works as is (the ops have fake kernels); the exported
+  program keeps ``irstd::selective_scan`` / ``irstd::haar_*`` as single nodes,
+  which is what Torch-TensorRT's plugin path wants.
+- ONNX Runtime / OpenVINO: :func:`decompose` rewrites those nodes into
+  standard ops (strided slices for the DWT, the O(sqrt L) blocked scan for the
+  selective scan) before :func:`export_onnx` writes the model. The scan's
+  decomposition unrolls ~2*sqrt(L) steps, so its sequence length must be static.
+- TensorRT: :func:`register_tensorrt_plugins` turns each op into a TensorRT
+  plugin through Torch-TensorRT's Triton-kernel plugin generator
+  (``torch_tensorrt.dynamo.conversion.plugins.custom_op``) when torch_tensorrt
+  is importable; otherwise it says why and returns False.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from .haar import dwt_decomposed, idwt_decomposed
+from .selective_scan import selective_scan_blocked
+
+log = logging.getLogger("irstd_ros.ops")
+OP_NAMES = ("irstd::selective_scan", "irstd::haar_dwt2d", "irstd::haar_idwt2d")
+
+
+def decomposition_table() -> dict:
+    """The default export decompositions plus ours for the irstd ops."""
+    table = torch.export.default_decompositions()
+    table[torch.ops.irstd.selective_scan.default] = selective_scan_blocked
+    table[torch.ops.irstd.haar_dwt2d.default] = dwt_decomposed
+    table[torch.ops.irstd.haar_idwt2d.default] = idwt_decomposed
+    return table
+
+
+def decompose(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """The same program with every irstd op replaced by standard aten ops."""
+    return program.run_decompositions(decomposition_table())
+
+
+def uses_irstd_ops(program: torch.export.ExportedProgram) -> bool:
+    return any(n.op == "call_function" and getattr(n.target, "namespace", None) == "irstd"
+               for n in program.graph.nodes)
+
+
+def export_onnx(module: torch.nn.Module, args: Sequence[torch.Tensor], path: str | Path,
+                opset: int = 18) -> Path:
+    """torch.export -> decompose -> ONNX file at ``path`` (static shapes)."""
+    path = Path(path)
+    program = decompose(torch.export.export(module.eval(), tuple(args)))
+    onnx_program = torch.onnx.export(program, tuple(args), dynamo=True, opset_version=opset, verbose=False)
+    onnx_program.save(str(path))
+    return path
+
+
+def register_tensorrt_plugins(op_names: Sequence[str] = OP_NAMES) -> bool:
+    """Register the ops as TensorRT plugins (Triton kernels inside the engine); False if impossible here."""
+    try:
+        import torch_tensorrt  # noqa: F401
+        from torch_tensorrt.dynamo.conversion import plugins
+    except Exception as exc:  # ImportError, or a TensorRT library that fails to load
+        log.warning("irstd_ros.ops: Torch-TensorRT is not importable (%s); the TensorRT path is unavailable. "
+                    "Use the ONNX/OpenVINO path (export_onnx) on this machine.", exc)
+        return False
+    from . import triton_kernels
+    if not triton_kernels.AVAILABLE:
+        log.warning("irstd_ros.ops: triton is missing; TensorRT plugins need the Triton kernels")
+        return False
+    for name in op_names:
+        plugins.custom_op(name, supports_dynamic_shapes=True, requires_output_allocator=False)
+    return True
