@@ -41,17 +41,18 @@ def run(cmd, **kw):
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, **kw)
 
 
-def weights(path: Path):
-    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+def weights(path: Path, key: str = "model"):
+    return torch.load(path, map_location="cpu", weights_only=False)[key]
 
 
 def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path, tiny_sirst):
-    straight = tiny_config(tmp_path / "a", tiny_sirst)
+    straight = tiny_config(tmp_path / "a", tiny_sirst, ema_decay=0.9)
     r = run(train_cmd(straight))
     assert r.returncode == 0, r.stderr
     reference = weights(tmp_path / "a" / "runs" / "tiny" / "last.pt")
+    reference_ema = weights(tmp_path / "a" / "runs" / "tiny" / "last.pt", "ema")
 
-    killed = tiny_config(tmp_path / "b", tiny_sirst)
+    killed = tiny_config(tmp_path / "b", tiny_sirst, ema_decay=0.9)
     log = tmp_path / "b" / "runs" / "tiny" / "metrics.jsonl"
     proc = subprocess.Popen(train_cmd(killed), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
@@ -69,6 +70,11 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path, tiny_si
     assert resumed.keys() == reference.keys()
     for k in reference:
         assert torch.equal(resumed[k], reference[k]), k
+    # the weight average resumes too, and it is not the raw weights
+    resumed_ema = weights(tmp_path / "b" / "runs" / "tiny" / "last.pt", "ema")
+    for k in reference_ema:
+        assert torch.equal(resumed_ema[k], reference_ema[k]), k
+    assert any(not torch.equal(resumed_ema[k], reference[k]) for k in reference if reference[k].is_floating_point())
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [x["epoch"] for x in lines] == [1, 2, 3]
     assert all("val" in x and 0.0 <= x["val"]["iou"] <= 1.0 for x in lines)
@@ -88,6 +94,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, tiny_sirst):
 
 @pytest.mark.parametrize("patch, message", [
     ({"optimizer": {"name": "sgd"}}, "optimizer must be one of"),
+    ({"ema_decay": 1.0}, "ema_decay must be in"),
     ({"crop_size": 30}, "multiple of 16"),
     ({"datasets": []}, "no datasets"),
     ({"learning_rate": 1}, "unknown config key 'learning_rate'"),
