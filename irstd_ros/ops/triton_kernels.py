@@ -83,13 +83,16 @@ if AVAILABLE:
             h = tl.sum(tl.where(last, hs, 0.0), axis=0)
 
     @triton.jit
-    def _haar_dwt_kernel(x_ptr, y_ptr, total, C, H, W, h, w, BLOCK: tl.constexpr):
+    def _coarse_pixels(total, h, w, BLOCK: tl.constexpr):
+        """This program's pixels of the half-size grid: flat (batch*channel) index, offset in the plane, row, col."""
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < total
         bc = offs // (h * w)
         rem = offs % (h * w)
-        i = rem // w
-        j = rem % w
+        return offs < total, bc, rem, rem // w, rem % w
+
+    @triton.jit
+    def _haar_dwt_kernel(x_ptr, y_ptr, total, C, H, W, h, w, BLOCK: tl.constexpr):
+        mask, bc, rem, i, j = _coarse_pixels(total, h, w, BLOCK)
         base = bc * H * W + 2 * i * W + 2 * j
         a = tl.load(x_ptr + base, mask=mask, other=0.0)
         b = tl.load(x_ptr + base + 1, mask=mask, other=0.0)
@@ -104,12 +107,7 @@ if AVAILABLE:
 
     @triton.jit
     def _haar_idwt_kernel(y_ptr, x_ptr, total, C, h, w, BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        mask = offs < total
-        bc = offs // (h * w)
-        rem = offs % (h * w)
-        i = rem // w
-        j = rem % w
+        mask, bc, rem, i, j = _coarse_pixels(total, h, w, BLOCK)
         src = ((bc // C) * 4 * C + bc % C) * h * w + rem
         band = C * h * w
         ll = tl.load(y_ptr + src, mask=mask, other=0.0)

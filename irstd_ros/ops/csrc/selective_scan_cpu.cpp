@@ -50,31 +50,52 @@ Dims dims_of(const at::Tensor& u, const at::Tensor& A, const at::Tensor& B) {
   return s;
 }
 
+// Raw pointers to the (contiguous) inputs; nullptr for an absent optional one.
+template <typename T>
+struct Inputs {
+  Dims s;
+  const T *u, *dt, *A, *B, *C, *D, *z, *bias, *nb;
+  bool nb_per_state;
+  Inputs(const at::Tensor& u_, const at::Tensor& dt_, const at::Tensor& A_, const at::Tensor& B_,
+         const at::Tensor& C_, const at::Tensor& D_, const at::Tensor& z_, const at::Tensor& bias_,
+         const at::Tensor& nb_)
+      : s(dims_of(u_, A_, B_)), u(u_.data_ptr<T>()), dt(dt_.data_ptr<T>()), A(A_.data_ptr<T>()),
+        B(B_.data_ptr<T>()), C(C_.data_ptr<T>()), D(opt(D_)), z(opt(z_)), bias(opt(bias_)), nb(opt(nb_)),
+        nb_per_state(nb_.dim() == 4) {}
+  static const T* opt(const at::Tensor& t) { return t.numel() ? t.data_ptr<T>() : nullptr; }
+
+  // One (batch, channel) pair: its channel, its row in (b, d, L) arrays, its A row and B/C groups.
+  struct Pair { int64_t d, row; const T *Ad, *Bg, *Cg; };
+  Pair pair(int64_t bd) const {
+    const int64_t b = bd / s.dim, d = bd % s.dim, g = d / s.dpg;
+    const int64_t bc = (b * s.groups + g) * s.L * s.N;
+    return {d, bd * s.L, A + d * s.N, B + bc, C + bc};
+  }
+  T step_size(const Pair& p, int64_t t, bool softplus_on) const {
+    const T v = dt[p.row + t] + (bias ? bias[p.d] : T(0));
+    return softplus_on ? softplus(v) : v;
+  }
+};
+
 template <typename T>
 void forward_kernel(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
                     const at::Tensor& C, const at::Tensor& D, const at::Tensor& z, const at::Tensor& bias,
                     const at::Tensor& nb, bool softplus_on, at::Tensor& out) {
-  const Dims s = dims_of(u, A, B);
-  const T* pu = u.data_ptr<T>(); const T* pdt = delta.data_ptr<T>(); const T* pA = A.data_ptr<T>();
-  const T* pB = B.data_ptr<T>(); const T* pC = C.data_ptr<T>();
-  const T* pD = D.numel() ? D.data_ptr<T>() : nullptr;
-  const T* pz = z.numel() ? z.data_ptr<T>() : nullptr;
-  const T* pbias = bias.numel() ? bias.data_ptr<T>() : nullptr;
-  const T* pnb = nb.numel() ? nb.data_ptr<T>() : nullptr;
-  const bool nb_per_state = nb.dim() == 4;
+  const Inputs<T> in(u, delta, A, B, C, D, z, bias, nb);
+  const Dims s = in.s;
+  const T *pu = in.u, *pdt = in.dt, *pD = in.D, *pz = in.z;
+  const T *pbias = in.bias, *pnb = in.nb;
+  const bool nb_per_state = in.nb_per_state;
   T* py = out.data_ptr<T>();
   at::parallel_for(0, s.batch * s.dim, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> h(s.N), a_row(s.N);
     for (int64_t bd = begin; bd < end; ++bd) {
-      const int64_t b = bd / s.dim, d = bd % s.dim, g = d / s.dpg;
-      const T* Ad = pA + d * s.N;
-      const T* Bg = pB + (b * s.groups + g) * s.L * s.N;
-      const T* Cg = pC + (b * s.groups + g) * s.L * s.N;
-      const int64_t row = bd * s.L;
+      const auto p = in.pair(bd);
+      const int64_t d = p.d, row = p.row;
+      const T *Ad = p.Ad, *Bg = p.Bg, *Cg = p.Cg;
       std::fill(h.begin(), h.end(), T(0));
       for (int64_t t = 0; t < s.L; ++t) {
-        T dt = pdt[row + t] + (pbias ? pbias[d] : T(0));
-        if (softplus_on) dt = softplus(dt);
+        const T dt = in.step_size(p, t, softplus_on);
         const T ut = pu[row + t];
         const T du = dt * ut;
         const T* Bt = Bg + t * s.N;
@@ -101,14 +122,11 @@ void backward_kernel(const at::Tensor& u, const at::Tensor& delta, const at::Ten
                      const at::Tensor& nb, bool softplus_on, const at::Tensor& gout,
                      at::Tensor& gu, at::Tensor& gdelta, at::Tensor& gA_bd, at::Tensor& gB_full,
                      at::Tensor& gC_full, at::Tensor& gD_bd, at::Tensor& gz, at::Tensor& gnb) {
-  const Dims s = dims_of(u, A, B);
-  const T* pu = u.data_ptr<T>(); const T* pdt = delta.data_ptr<T>(); const T* pA = A.data_ptr<T>();
-  const T* pB = B.data_ptr<T>(); const T* pC = C.data_ptr<T>();
-  const T* pD = D.numel() ? D.data_ptr<T>() : nullptr;
-  const T* pz = z.numel() ? z.data_ptr<T>() : nullptr;
-  const T* pbias = bias.numel() ? bias.data_ptr<T>() : nullptr;
-  const T* pnb = nb.numel() ? nb.data_ptr<T>() : nullptr;
-  const bool nb_per_state = nb.dim() == 4;
+  const Inputs<T> in(u, delta, A, B, C, D, z, bias, nb);
+  const Dims s = in.s;
+  const T *pu = in.u, *pdt = in.dt, *pD = in.D, *pz = in.z;
+  const T *pbias = in.bias, *pnb = in.nb;
+  const bool nb_per_state = in.nb_per_state;
   const T* pg = gout.data_ptr<T>();
   T* pgu = gu.data_ptr<T>(); T* pgdt = gdelta.data_ptr<T>(); T* pgA = gA_bd.data_ptr<T>();
   T* pgB = gB_full.data_ptr<T>(); T* pgC = gC_full.data_ptr<T>(); T* pgD = gD_bd.data_ptr<T>();
@@ -117,15 +135,12 @@ void backward_kernel(const at::Tensor& u, const at::Tensor& delta, const at::Ten
   at::parallel_for(0, s.batch * s.dim, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> hs(s.L * s.N), ypre(s.L), dts(s.L), r(s.N), gA(s.N);
     for (int64_t bd = begin; bd < end; ++bd) {
-      const int64_t b = bd / s.dim, d = bd % s.dim, g = d / s.dpg;
-      const T* Ad = pA + d * s.N;
-      const T* Bg = pB + (b * s.groups + g) * s.L * s.N;
-      const T* Cg = pC + (b * s.groups + g) * s.L * s.N;
-      const int64_t row = bd * s.L;
+      const auto p = in.pair(bd);
+      const int64_t d = p.d, row = p.row;
+      const T *Ad = p.Ad, *Bg = p.Bg, *Cg = p.Cg;
       // forward again, keeping every state
       for (int64_t t = 0; t < s.L; ++t) {
-        T dt = pdt[row + t] + (pbias ? pbias[d] : T(0));
-        if (softplus_on) dt = softplus(dt);
+        const T dt = in.step_size(p, t, softplus_on);
         dts[t] = dt;
         const T ut = pu[row + t];
         const T nbc = (pnb && !nb_per_state) ? pnb[row + t] : T(0);
