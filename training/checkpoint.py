@@ -57,8 +57,9 @@ def inference_state(model: torch.nn.Module, cfg: Dict[str, Any], epoch: int, rec
 
 
 def inference_state_from_training(state: Dict[str, Any]) -> Dict[str, Any]:
+    """The weights a last.pt would ship: the EMA when the run kept one (that is what it validated)."""
     cfg = state["config"]
-    return {"model": cfg["model"], "model_args": cfg["model_args"], "state_dict": state["model"],
+    return {"model": cfg["model"], "model_args": cfg["model_args"], "state_dict": state.get("ema") or state["model"],
             "epoch": state["epoch"] + 1, "record": {}, "config": cfg}
 
 
