@@ -218,11 +218,13 @@ _GRAD_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "neighbor")
 def selective_scan_backward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                             z: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
                             neighbor: Optional[Tensor], grad: Tensor) -> List[Tensor]:
-    """Gradients for every input, in signature order; an absent input gets an empty tensor."""
-    ext = cpu_extension.load() if u.device.type == "cpu" else None
+    """The fused C++ backward as an opaque op (so compiled graphs keep it whole): gradients for every
+    input in signature order, an empty tensor for an absent one."""
+    ext = cpu_extension.load()
+    if ext is None or u.device.type != "cpu":
+        raise RuntimeError("irstd::selective_scan_backward needs the C++ CPU kernels")
     ins = (u, delta, A, B, C, D, z, delta_bias, neighbor)
-    grads = (_grads_cpp(ext, *ins[:8], delta_softplus, neighbor, grad) if ext is not None
-             else _grads_blocked(*ins[:8], delta_softplus, neighbor, grad))
+    grads = _grads_cpp(ext, *ins[:8], delta_softplus, neighbor, grad)
     return [u.new_empty(0) if g is None else g.to(t.dtype).contiguous() for g, t in zip(grads, ins)]
 
 
@@ -234,9 +236,12 @@ def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, neighbor, grad):
 
 def _backward(ctx, grad):
     saved = ctx.saved_tensors
-    grads = selective_scan_backward(*saved[:8], ctx.delta_softplus, saved[8], grad)
-    out = [g if t is not None else None for g, t in zip(grads, saved)]
-    return (*out[:8], None, out[8])
+    if saved[0].device.type == "cpu" and cpu_extension.load() is not None:
+        grads = selective_scan_backward(*saved[:8], ctx.delta_softplus, saved[8], grad)
+        grads = [g if t is not None else None for g, t in zip(grads, saved)]
+    else:  # GPU, or no compiler: autograd through the decomposition (must run here, above the op layer)
+        grads = _grads_blocked(*saved[:8], ctx.delta_softplus, saved[8], grad)
+    return (*grads[:8], None, grads[8])
 
 
 selective_scan.register_autograd(_backward, setup_context=_setup_context)
