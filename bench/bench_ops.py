@@ -96,7 +96,7 @@ def main() -> int:
     ap.add_argument("--json")
     args = ap.parse_args()
     machine = machine_description()
-    print(f"irstd ops on {machine}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"irstd ops on {machine}")
     print("selective scan, batch 1, dim 64, N 16 (medians):")
     scan = bench_scan(args.lengths, args.runs)
     print("Haar DWT/IDWT (medians):")

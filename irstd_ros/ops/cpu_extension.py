@@ -21,7 +21,10 @@ import torch
 
 log = logging.getLogger("irstd_ros.ops")
 SOURCES = [Path(__file__).parent / "csrc" / "selective_scan_cpu.cpp"]
-CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math", "-fno-signed-zeros"]
+# -fopenmp: at::parallel_for is an inline OpenMP loop; without it the kernel runs on one thread
+CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
+          "-fno-signed-zeros"]
+LDFLAGS = ["-fopenmp"]
 
 
 def _cpu_tag() -> str:
@@ -48,7 +51,7 @@ def load(verbose: bool = False):
     out.mkdir(parents=True, exist_ok=True)
     try:
         return cpp_extension.load(name="irstd_selective_scan_cpu", sources=[str(s) for s in SOURCES],
-                                  extra_cflags=CFLAGS, build_directory=str(out), verbose=verbose)
+                                  extra_cflags=CFLAGS, extra_ldflags=LDFLAGS, build_directory=str(out), verbose=verbose)
     except Exception as exc:  # no compiler, no ninja, a broken toolchain: fall back, loudly once
         log.warning("irstd_ros.ops: fused C++ CPU kernels unavailable (%s: %s); using the blocked torch "
                     "scan, several times slower", exc.__class__.__name__, str(exc).splitlines()[0] if str(exc) else "")
