@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -128,3 +129,23 @@ def test_ddp_two_processes_keep_identical_replicas(tmp_path, tiny_sirst):
     init = create_model("lrrnet", channels=[8, 16, 16, 16]).state_dict()
     assert any(not torch.equal(init[k], a[k]) for k in a if a[k].is_floating_point())
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["step"] == 3
+
+
+def test_error_breakdown_accounts_for_every_lost_pixel(tiny_sirst, capsys):
+    """Its IoU equals the metrics module's, and missed + false pixels = union - intersection."""
+    from irstd_ros.datasets import IRSTDDataset, paper_size
+    from irstd_ros.detector import Detector, DetectorConfig
+    from irstd_ros.metrics import MetricAccumulator
+    from training import error_breakdown
+
+    assert error_breakdown.main([str(REPO / "irstd_ros/weights/lrrnet_sirst-v1.pt"), "--data", str(tiny_sirst),
+                                 "--split", "train", "--threshold", "0.5"]) == 0
+    head = capsys.readouterr().out.splitlines()[0]
+    numbers = [float(x) for x in re.findall(r"[-+]?\d*\.\d+|\d+", head.split(":", 1)[1])]
+    iou, inter, union, missed, near, far = numbers
+    assert missed + near + far == union - inter
+    acc = MetricAccumulator(threshold=0.5, curve_thresholds=())
+    det = Detector(DetectorConfig(weights=str(REPO / "irstd_ros/weights/lrrnet_sirst-v1.pt")))
+    for s in IRSTDDataset(tiny_sirst, "train", protocol="paper", size=paper_size(tiny_sirst)):
+        acc.update(det.probabilities(s.image), s.mask)
+    assert abs(acc.summary()["iou"] - iou) < 1e-4

@@ -42,12 +42,18 @@ def choose(rows, fa_max: float, pd_min: float) -> dict:
     return max(rows, key=lambda r: r["iou"])
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def checkpoint_split_parser(doc: str) -> argparse.ArgumentParser:
+    """The arguments every "score this checkpoint on this split" tool takes."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("weights")
     ap.add_argument("--model", default="lrrnet")
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="val")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = checkpoint_split_parser(__doc__)
     ap.add_argument("--fa-max", type=float, default=2e-5)
     ap.add_argument("--pd-min", type=float, default=0.93)
     ap.add_argument("--json")

@@ -9,7 +9,6 @@ false alarms proper. Prints the totals and the images that lose the most pixels.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 import cv2
@@ -18,13 +17,11 @@ import numpy as np
 from irstd_ros.datasets import IRSTDDataset, paper_size
 from irstd_ros.detector import Detector, DetectorConfig
 
+from .calibrate import checkpoint_split_parser
+
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("weights")
-    ap.add_argument("--model", default="lrrnet")
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--split", default="val")
+    ap = checkpoint_split_parser(__doc__)
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--worst", type=int, default=10)
     args = ap.parse_args(argv)
