@@ -194,7 +194,11 @@ def test_burst_faster_than_inference_drops_and_keeps_latency_bounded(graph, fram
     assert dropped >= 1
     processed = int(after["frames_processed"]) - int(before.get("frames_processed", 0))
     assert processed == len(answered)
-    assert dropped + processed == len(sent)
+    # every frame that reached the node is either processed or dropped by it; with the default best-effort,
+    # depth-1 subscription DDS itself may also overwrite a frame before the node takes it (never counted)
+    received = int(after["frames_received"]) - int(before.get("frames_received", 0))
+    assert dropped + processed == received, (dropped, processed, received)
+    assert len(answered) < received <= len(sent)
 
 
 def test_lifecycle_transitions(graph, frame):
