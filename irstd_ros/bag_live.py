@@ -96,7 +96,7 @@ class Recorder:
     def __init__(self, out: str | Path, topics: Dict[str, str], storage: str = "mcap"):
         from rosbags.rosbag2 import Writer
         from rosbags.rosbag2.writer import StoragePlugin
-        from rclpy.executors import SingleThreadedExecutor
+        from .background_spin import BackgroundSpin
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from .bags import typestore
         rclpy = ensure_rclpy()
@@ -114,11 +114,7 @@ class Recorder:
         for topic, msgtype in topics.items():
             conn = self.writer.add_connection(topic, msgtype, typestore=store)
             self.node.create_subscription(message_class(msgtype), topic, self._writer_cb(conn, topic), qos, raw=True)
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self.running = True
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
+        self._spin = BackgroundSpin(self.node)
 
     def _writer_cb(self, conn, topic):
         def cb(raw: bytes):
@@ -127,15 +123,8 @@ class Recorder:
                 self.counts[topic] += 1
         return cb
 
-    def _spin(self):
-        while self.running:
-            self.executor.spin_once(timeout_sec=0.05)
-
     def close(self) -> Dict[str, int]:
-        self.running = False
-        self.thread.join(timeout=5)
-        self.executor.remove_node(self.node)
-        self.node.destroy_node()
+        self._spin.close()
         with self.lock:
             self.writer.close()
         return dict(self.counts)

@@ -15,7 +15,6 @@ from typing import Dict, Optional, Sequence, Tuple
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -23,6 +22,7 @@ from std_msgs.msg import Header
 from vision_msgs.msg import Detection2DArray
 
 from . import image_codec
+from .background_spin import BackgroundSpin
 
 
 def stamp_ns(stamp) -> int:
@@ -76,15 +76,7 @@ class StreamClient:
         self.masks: Dict[int, Image] = {}
         self.node.create_subscription(Detection2DArray, f"{ns}/detections", self._on_det, qos)
         self.node.create_subscription(Image, f"{ns}/mask", self._on_mask, qos)
-        self._executor = SingleThreadedExecutor()
-        self._executor.add_node(self.node)
-        self._running = True
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self):
-        while self._running:
-            self._executor.spin_once(timeout_sec=0.05)
+        self._spin = BackgroundSpin(self.node)
 
     def _on_det(self, msg):
         with self._lock:
@@ -125,7 +117,4 @@ class StreamClient:
             time.sleep(0.02)
 
     def close(self):
-        self._running = False
-        self._thread.join(timeout=5)
-        self._executor.remove_node(self.node)
-        self.node.destroy_node()
+        self._spin.close()

@@ -27,12 +27,13 @@ from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2DArray  # noqa: E402
+
+from irstd_ros.background_spin import BackgroundSpin  # noqa: E402
 
 DETECTOR = [sys.executable, "-m", "irstd_ros.detector_node"]
 
@@ -86,15 +87,7 @@ class Harness:
         self.set_params = self.node.create_client(SetParameters, f"{self.fqn}/set_parameters")
         self.change_state = self.node.create_client(ChangeState, f"{self.fqn}/change_state")
         self.get_state = self.node.create_client(GetState, f"{self.fqn}/get_state")
-        self.executor = SingleThreadedExecutor()
-        self.executor.add_node(self.node)
-        self._stop = False
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self):
-        while not self._stop:
-            self.executor.spin_once(timeout_sec=0.05)
+        self._spin = BackgroundSpin(self.node)
 
     def _store(self, table, arrival=False):
         def cb(msg):
@@ -114,10 +107,7 @@ class Harness:
         return self.node.create_subscription(Image, f"/{self.ns}/overlay", self._store(self.overlays), q)
 
     def close(self):
-        self._stop = True
-        self.thread.join(timeout=5)
-        self.executor.remove_node(self.node)
-        self.node.destroy_node()
+        self._spin.close()
 
     # ------------------------------------------------------------ calls
     def call(self, client, request, timeout: float = 30.0):
