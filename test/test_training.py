@@ -149,3 +149,28 @@ def test_error_breakdown_accounts_for_every_lost_pixel(tiny_sirst, capsys):
     for s in IRSTDDataset(tiny_sirst, "train", protocol="paper", size=paper_size(tiny_sirst)):
         acc.update(det.probabilities(s.image), s.mask)
     assert abs(acc.summary()["iou"] - iou) < 1e-4
+
+
+def test_a_trainval_fit_exports_with_its_predecessors_threshold(tmp_path, tiny_sirst):
+    """No val split: the final epoch ships, the card says so and keeps the val-chosen threshold
+    of the card it inherits from; the detector then runs at that threshold."""
+    from irstd_ros.checkpoints import card_threshold
+    from training import export_weights
+
+    cfg = tiny_config(tmp_path, tiny_sirst, epochs=1,
+                      datasets=[{"root": str(tiny_sirst), "train_split": "train"}])
+    r = run(train_cmd(cfg, "--max-steps", "2"))
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "runs" / "tiny"
+    assert not (out / "best.pt").exists()  # nothing validated, nothing "best"
+    parent = REPO / "irstd_ros/weights/lrrnet_sirst-v1.json"
+    dst = tmp_path / "w" / "tiny.pt"
+    assert export_weights.main([str(out / "last.pt"), str(dst), "--threshold-from-card", str(parent)]) == 0
+    card = json.loads(dst.with_suffix(".json").read_text())
+    assert card["selected_by"].startswith("final epoch")
+    assert card["threshold"] == json.loads(parent.read_text())["threshold"]
+    assert card["threshold_selection"]["inherited_from"] == json.loads(parent.read_text())["training_config"]["name"]
+    assert card_threshold("lrrnet", dst) == card["threshold"]
+    with pytest.raises(SystemExit):
+        export_weights.main([str(out / "last.pt"), str(dst), "--threshold-from-card", str(parent),
+                             "--calibration", str(parent)])

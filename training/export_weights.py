@@ -19,7 +19,7 @@ from . import checkpoint
 
 
 def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float16,
-           calibration: dict | None = None) -> dict:
+           calibration: dict | None = None, threshold_card: dict | None = None) -> dict:
     state = checkpoint.load(src)
     if "state_dict" not in state:  # a last.pt training checkpoint
         state = checkpoint.inference_state_from_training(state)
@@ -36,7 +36,8 @@ def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float
         "epochs_trained": state["epoch"],
         "init_from": cfg.get("init_from"),
         "epochs_planned": cfg["epochs"],
-        "selected_by": f"best validation {cfg['select_metric']}",
+        "selected_by": (f"best validation {cfg['select_metric']}" if any(d.get("val_split") for d in cfg["datasets"])
+                        else "final epoch of a fixed schedule (no validation split)"),
         "validation": state.get("record", {}).get("val"),
         "data": [{k: d[k] for k in ("root", "train_split", "val_split") if k in d} for d in cfg["datasets"]],
         "training_config": cfg,
@@ -46,6 +47,14 @@ def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float
         card["threshold"] = calibration["chosen"]["threshold"]
         card["threshold_selection"] = {k: calibration[k] for k in ("split", "fa_max", "pd_min")}
         card["threshold_selection"]["val_metrics"] = calibration["chosen"]
+    elif threshold_card:
+        # A final fit on all of trainval has no held-out split left to calibrate on: it keeps
+        # the threshold its predecessor chose on val, and the card says so.
+        if "threshold" not in threshold_card:
+            raise ValueError("the card given for the threshold records no threshold")
+        card["threshold"] = threshold_card["threshold"]
+        card["threshold_selection"] = {**threshold_card.get("threshold_selection", {}),
+                                       "inherited_from": threshold_card.get("training_config", {}).get("name")}
     dst.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 
@@ -57,6 +66,8 @@ def main(argv=None) -> int:
     ap.add_argument("--metrics", action="append", default=[], help="NAME=irstd-eval JSON to record in the card")
     ap.add_argument("--fp32", action="store_true", help="keep fp32 tensors")
     ap.add_argument("--calibration", help="training.calibrate JSON: records the val-selected operating threshold")
+    ap.add_argument("--threshold-from-card", help="model card (JSON) whose val-chosen threshold to keep, for a model "
+                    "trained on all of trainval (no val split left); exclusive with --calibration")
     args = ap.parse_args(argv)
     metrics = {}
     for item in args.metrics:
@@ -64,8 +75,12 @@ def main(argv=None) -> int:
         res = json.loads(Path(path).read_text())
         metrics[name] = {k: res[k] for k in ("dataset", "split", "protocol", "threshold", "iou", "niou", "pd", "fa",
                                              "auc", "n_images", "n_targets") if k in res}
+    if args.calibration and args.threshold_from_card:
+        ap.error("give --calibration or --threshold-from-card, not both")
     calibration = json.loads(Path(args.calibration).read_text()) if args.calibration else None
-    export(Path(args.src), Path(args.dst), metrics, torch.float32 if args.fp32 else torch.float16, calibration)
+    threshold_card = json.loads(Path(args.threshold_from_card).read_text()) if args.threshold_from_card else None
+    export(Path(args.src), Path(args.dst), metrics, torch.float32 if args.fp32 else torch.float16, calibration,
+           threshold_card)
     print(f"wrote {args.dst} and {Path(args.dst).with_suffix('.json')}")
     return 0
 
