@@ -208,7 +208,7 @@ def cmd_eval(args) -> int:
     print(f"{args.model} on {args.bag} ({args.mode}; {res['frames_answered']}/{res['frames_sent']} frames answered, "
           f"{res['dropped']} dropped)")
     if gts:
-        print(format_table({**res, "auc": float("nan") if res["auc"] is None else res["auc"]}))
+        print(format_table(res))
     else:
         print(f"  no ground truth: {res['detections_total']} detections in {res['frames_with_detections']} of "
               f"{res['frames_answered']} frames; latency {res['latency_ms_median']:.1f} ms median")

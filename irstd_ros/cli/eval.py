@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def format_table(res: dict) -> str:
     rows = [("IoU", f"{res['iou']:.4f}"), ("nIoU", f"{res['niou']:.4f}"), ("Pd", f"{res['pd']:.4f}"),
-            ("Fa", f"{res['fa']:.3e}  ({res['fa'] * 1e6:.2f} x 1e-6)"), ("AUC", f"{res['auc']:.4f}"),
+            ("Fa", f"{res['fa']:.3e}  ({res['fa'] * 1e6:.2f} x 1e-6)"), ("AUC", "n/a (binary masks)" if res["auc"] is None else f"{res['auc']:.4f}"),
             ("images", str(res["n_images"])), ("targets", str(res["n_targets"])),
             ("latency", f"{res['latency_ms_median']:.1f} ms median, {res['latency_ms_p95']:.1f} ms p95"),
             ("FPS", f"{res['fps']:.1f}")]
