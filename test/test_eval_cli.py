@@ -31,13 +31,14 @@ def paper_run(sirst_root, tmp_path_factory):
 
 def test_shipped_weights_hold_their_measured_quality_on_sirst_v1_test(paper_run):
     """A regression floor just under what the shipped weights measured (README, Results):
-    IoU 0.593, Pd 0.908, Fa 9.8e-6 at the card's threshold. The issue's first bar
-    (IoU >= 0.65, Pd >= 0.93, Fa <= 2e-5) is NOT met yet; raise these when it is."""
+    IoU 0.635, Pd 0.972, Fa 1.1e-5 at the card's threshold. Pd and Fa hold the issue's
+    first bar (Pd >= 0.93, Fa <= 2e-5); its IoU >= 0.65 is NOT met yet: raise the IoU
+    floor when it is."""
     res, _, stdout = paper_run
     assert res["n_images"] == 86 and res["protocol"] == "paper" and res["input_size"] == 256
     assert res["threshold"] == 0.95  # the operating point chosen on the val split
-    assert res["iou"] >= 0.57, res
-    assert res["pd"] >= 0.88, res
+    assert res["iou"] >= 0.62, res
+    assert res["pd"] >= 0.93, res
     assert res["fa"] <= 2e-5, res
     assert "IoU" in stdout and "Pd" in stdout
 
@@ -112,8 +113,13 @@ def test_bad_inputs_give_one_line_errors(sirst_root, tmp_path):
 def test_shipped_weights_have_a_model_card():
     card = json.loads(default_weights("lrrnet").with_suffix(".json").read_text())
     assert card["model"] == "lrrnet" and card["epochs_trained"] > 0
-    assert card["data"][0]["train_split"] == "train" and card["data"][0]["val_split"] == "val"
+    # the final fit on all of SIRST-v1 trainval (the test split is never trained on) ...
+    assert [d["train_split"] for d in card["data"]] == ["trainval"] and "val_split" not in card["data"][0]
+    assert card["selected_by"].startswith("final epoch") and card["epochs_trained"] == card["epochs_planned"]
     assert {"paper", "native"} <= set(card["test_metrics"])
-    assert card["threshold_selection"]["split"] == "val" and 0 < card["threshold"] < 1
+    # ... keeps the threshold its train/val stage chose on val
+    sel = card["threshold_selection"]
+    assert sel["split"] == "val" and sel["inherited_from"] == "lrrnet_sirst-v1" and 0 < card["threshold"] < 1
+    assert sel["val_metrics"]["threshold"] == card["threshold"]
     size = default_weights("lrrnet").stat().st_size
     assert size < 8e6
