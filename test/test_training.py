@@ -174,3 +174,17 @@ def test_a_trainval_fit_exports_with_its_predecessors_threshold(tmp_path, tiny_s
     with pytest.raises(SystemExit):
         export_weights.main([str(out / "last.pt"), str(dst), "--threshold-from-card", str(parent),
                              "--calibration", str(parent)])
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "training" / "configs").glob("*.yaml")), ids=lambda p: p.stem)
+def test_shipped_configs_load(path):
+    """Every config the README points at must pass validation and name a registered model,
+    so a typo surfaces here rather than hours into someone's training run."""
+    from irstd_ros.models import list_models
+    from training.config import load_config
+
+    cfg = load_config(path)
+    assert cfg["model"] in list_models()
+    for d in cfg["datasets"]:
+        assert Path(d["root"]).parts[:3] == ("..", "shared", "datasets"), d["root"]
+        assert d.get("train_split") in ("train", "trainval"), d
