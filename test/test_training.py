@@ -188,3 +188,28 @@ def test_shipped_configs_load(path):
     for d in cfg["datasets"]:
         assert Path(d["root"]).parts[:3] == ("..", "shared", "datasets"), d["root"]
         assert d.get("train_split") in ("train", "trainval"), d
+
+
+def test_calibrate_reads_a_runs_last_pt_like_its_export(tmp_path, tiny_sirst, capsys):
+    """A run's last.pt (optimizer and RNG state inside) scores exactly as its exported weights do;
+    a missing checkpoint or split is one line on stderr, exit 2."""
+    from training import calibrate, export_weights
+
+    cfg = tiny_config(tmp_path, tiny_sirst, epochs=1)
+    r = run(train_cmd(cfg, "--max-steps", "2"))
+    assert r.returncode == 0, r.stderr
+    last = tmp_path / "runs" / "tiny" / "last.pt"
+    exported = tmp_path / "w" / "tiny.pt"
+    assert export_weights.main([str(last), str(exported), "--fp32"]) == 0
+    capsys.readouterr()
+    tables = []
+    for weights in (last, exported):
+        assert calibrate.main([str(weights), "--model", "lrrnet", "--data", str(tiny_sirst), "--split", "val"]) == 0
+        tables.append(capsys.readouterr().out)
+    assert tables[0] == tables[1] and "<-" in tables[0]
+
+    assert calibrate.main([str(tmp_path / "missing.pt"), "--data", str(tiny_sirst)]) == 2
+    assert capsys.readouterr().err.strip() == f"calibrate: error: checkpoint not found: {tmp_path / 'missing.pt'}"
+    assert calibrate.main([str(exported), "--data", str(tiny_sirst), "--split", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("calibrate: error: split 'nope' not found") and "\n" not in err

@@ -12,13 +12,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from irstd_ros.datasets import IRSTDDataset
 from irstd_ros.detector import Detector, DetectorConfig
+from irstd_ros.errors import CheckpointError, IRSTDError, one_line
 from irstd_ros.metrics import MetricAccumulator
+
+from . import checkpoint
 
 THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.05), 2))
 
@@ -52,7 +57,40 @@ def checkpoint_split_parser(doc: str) -> argparse.ArgumentParser:
     return ap
 
 
+def checkpoint_detector(model: str, weights: str) -> Detector:
+    """A Detector on an exported checkpoint, or on a run's own best.pt / last.pt.
+
+    last.pt carries optimizer and RNG state that the inference loader refuses to
+    unpickle, so its weights (the EMA where the run kept one) go through the same
+    conversion ``export_weights`` uses.
+    """
+    try:
+        return Detector(DetectorConfig(model=model, weights=weights))
+    except CheckpointError as first:
+        try:
+            state = checkpoint.load_training(weights)
+        except checkpoint.CheckpointLoadError:
+            raise first from None
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "weights.pt"
+            torch.save(checkpoint.inference_state_from_training(state), path)
+            return Detector(DetectorConfig(model=model, weights=str(path)))
+
+
+def run_tool(name: str, body, argv=None) -> int:
+    """Run a checkpoint-on-a-split tool; a bad path, split or checkpoint is one line on stderr, exit 2."""
+    try:
+        return body(argv)
+    except IRSTDError as exc:
+        print(f"{name}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+
+
 def main(argv=None) -> int:
+    return run_tool("calibrate", _main, argv)
+
+
+def _main(argv=None) -> int:
     ap = checkpoint_split_parser(__doc__)
     ap.add_argument("--fa-max", type=float, default=2e-5)
     ap.add_argument("--pd-min", type=float, default=0.93)
@@ -61,7 +99,7 @@ def main(argv=None) -> int:
     if args.split == "test":
         print("calibrate: error: thresholds are chosen on a validation split, never on test", file=sys.stderr)
         return 2
-    det = Detector(DetectorConfig(model=args.model, weights=args.weights))
+    det = checkpoint_detector(args.model, args.weights)
     rows = sweep(det, IRSTDDataset(args.data, args.split, protocol="paper"))
     best = choose(rows, args.fa_max, args.pd_min)
     print(f"{'thr':>5} {'IoU':>7} {'nIoU':>7} {'Pd':>7} {'Fa':>10}")

@@ -15,17 +15,19 @@ import cv2
 import numpy as np
 
 from irstd_ros.datasets import IRSTDDataset, paper_size
-from irstd_ros.detector import Detector, DetectorConfig
-
-from .calibrate import checkpoint_split_parser
+from .calibrate import checkpoint_detector, checkpoint_split_parser, run_tool
 
 
 def main(argv=None) -> int:
+    return run_tool("error_breakdown", _main, argv)
+
+
+def _main(argv=None) -> int:
     ap = checkpoint_split_parser(__doc__)
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--worst", type=int, default=10)
     args = ap.parse_args(argv)
-    detector = Detector(DetectorConfig(model=args.model, weights=args.weights))
+    detector = checkpoint_detector(args.model, args.weights)
     dataset = IRSTDDataset(args.data, args.split, protocol="paper", size=paper_size(args.data))
     near_kernel = np.ones((7, 7), np.uint8)
     totals = dict(inter=0, union=0, missed=0, false_near=0, false_far=0)
