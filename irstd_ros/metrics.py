@@ -16,6 +16,9 @@ Conventions (``../shared/datasets/README.md``):
 * ``auc`` is the area under the pixel-level ROC (TPR vs FPR) over all thresholds,
   from 1000-bin score histograms. ``pd_fa_curve`` gives Pd and Fa at a set of
   thresholds (the object-level "ROC" plotted in the papers).
+* ``bootstrap_ci`` resamples images with replacement to give a confidence
+  interval for IoU, nIoU, Pd and Fa: a test split of ~100 frames is small, and
+  one large target can move IoU by a few hundredths.
 """
 from __future__ import annotations
 
@@ -68,6 +71,8 @@ class MetricAccumulator:
     detected: int = 0
     fa_pixels: int = 0
     per_image_iou: List[float] = field(default_factory=list)
+    # one row per image: inter, union, pixels, targets, detected, fa_pixels (for the bootstrap)
+    per_image_counts: List[Tuple[int, int, int, int, int, int]] = field(default_factory=list)
     pos_hist: np.ndarray = field(default_factory=lambda: np.zeros(HIST_BINS, np.int64))
     neg_hist: np.ndarray = field(default_factory=lambda: np.zeros(HIST_BINS, np.int64))
     curve_counts: np.ndarray = None  # (len(curve_thresholds), 2): detected, fa_pixels
@@ -93,6 +98,7 @@ class MetricAccumulator:
         self.targets += n
         self.detected += det
         self.fa_pixels += fa
+        self.per_image_counts.append((inter, union, gt.size, n, det, fa))
         bins = np.clip((scores * HIST_BINS).astype(np.int64), 0, HIST_BINS - 1)
         self.pos_hist += np.bincount(bins[gt], minlength=HIST_BINS)
         self.neg_hist += np.bincount(bins[~gt], minlength=HIST_BINS)
@@ -133,3 +139,32 @@ class MetricAccumulator:
             "n_targets": self.targets,
             "threshold": self.threshold,
         }
+
+
+def resampled_metrics(acc: MetricAccumulator, indices: np.ndarray) -> Dict[str, np.ndarray]:
+    """IoU, nIoU, Pd and Fa of each row of ``indices`` (B, n), a multiset of the accumulator's images."""
+    counts = np.asarray(acc.per_image_counts, np.float64).reshape(-1, 6)
+    per_iou = np.asarray(acc.per_image_iou, np.float64)
+    idx = np.atleast_2d(np.asarray(indices, np.int64))
+    inter, union, pixels, targets, detected, fa = np.moveaxis(counts[idx].sum(axis=1), -1, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "iou": np.where(union > 0, inter / np.maximum(union, 1), 1.0),
+            "niou": per_iou[idx].mean(axis=1),
+            "pd": np.where(targets > 0, detected / np.maximum(targets, 1), np.nan),
+            "fa": fa / pixels,
+        }
+
+
+def bootstrap_ci(acc: MetricAccumulator, resamples: int = 1000, level: float = 0.95,
+                 seed: int = 0) -> Dict[str, List[float]]:
+    """Percentile bootstrap over images: ``{metric: [low, high]}`` at ``level`` for iou, niou, pd, fa."""
+    n = len(acc.per_image_counts)
+    if n == 0:
+        raise ValueError("bootstrap_ci: no images were scored")
+    if resamples < 1 or not 0.0 < level < 1.0:
+        raise ValueError("bootstrap_ci: resamples must be >= 1 and level in (0, 1)")
+    indices = np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+    tail = (1.0 - level) / 2.0 * 100.0
+    return {k: [float(np.nanpercentile(v, tail)), float(np.nanpercentile(v, 100.0 - tail))]
+            for k, v in resampled_metrics(acc, indices).items()}

@@ -24,7 +24,7 @@ def run(*args):
 def paper_run(sirst_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("paper")
     r = run("--model", "lrrnet", "--data", sirst_root, "--split", "test", "--protocol", "paper",
-            "--json", out / "m.json", "--plots", out / "plots")
+            "--json", out / "m.json", "--plots", out / "plots", "--bootstrap", 1000)
     assert r.returncode == 0, r.stderr
     return json.loads((out / "m.json").read_text()), out, r.stdout
 
@@ -50,6 +50,16 @@ def test_json_has_the_documented_keys_as_plain_numbers(paper_run):
     assert 0 < res["fa"] < 1e-3  # a plain fraction, not 1e-6 units
     assert 0.5 < res["auc"] <= 1.0
     assert res["fps"] == pytest.approx(1e3 / res["latency_ms_median"])
+
+
+def test_bootstrap_intervals_bracket_the_point_estimates(paper_run):
+    res, _, stdout = paper_run
+    assert res["ci95_resamples"] == 1000 and "95% CI over images" in stdout
+    for k in ("iou", "niou", "pd", "fa"):
+        lo, hi = res["ci95"][k]
+        assert lo <= res[k] <= hi and lo < hi, (k, res["ci95"][k], res[k])
+    # 86 frames cannot pin IoU to better than a few hundredths
+    assert res["ci95"]["iou"][1] - res["ci95"]["iou"][0] > 0.02
 
 
 def test_plots_are_written(paper_run):
@@ -95,6 +105,7 @@ def test_bad_inputs_give_one_line_errors(sirst_root, tmp_path):
     _one_line_error(run("--data", tmp_path / "nope"), "dataset directory not found")
     _one_line_error(run("--data", sirst_root, "--split", "nope"), "split 'nope' not found")
     _one_line_error(run("--data", sirst_root, "--threshold", "1.5"), "--threshold must be in (0, 1)")
+    _one_line_error(run("--data", sirst_root, "--bootstrap", "-5"), "--bootstrap must be >= 0")
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     _one_line_error(run("--data", sirst_root, "--weights", bad), "corrupt or not a torch checkpoint")

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from irstd_ros.metrics import MetricAccumulator, match_targets
+from irstd_ros.metrics import MetricAccumulator, bootstrap_ci, match_targets, resampled_metrics
 
 
 # ---- an independent, obviously-correct implementation: flood fill + loops -------------------------
@@ -191,3 +191,61 @@ def test_pd_fa_curve_agrees_with_the_summary_at_its_threshold():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="differ in shape"):
         MetricAccumulator().update(np.zeros((4, 4)), np.zeros((4, 5), bool))
+
+
+def random_pairs(rng, n):
+    pairs = []
+    for _ in range(n):
+        h, w = rng.integers(20, 60), rng.integers(20, 60)
+        gt = random_mask(rng, h, w, rng.integers(1, 5))
+        pred = np.roll(gt, rng.integers(-1, 2), axis=int(rng.integers(2))) & (rng.random((h, w)) > 0.3)
+        pred |= random_mask(rng, h, w, rng.integers(0, 3))
+        pairs.append((pred, gt))
+    return pairs
+
+
+def test_each_bootstrap_resample_equals_scoring_those_images_afresh():
+    """The vectorised resample must give what brute force gives on the resampled list."""
+    rng = np.random.default_rng(11)
+    pairs = random_pairs(rng, 9)
+    acc = MetricAccumulator(threshold=0.5, curve_thresholds=())
+    for pred, gt in pairs:
+        acc.update(pred.astype(np.float32), gt)
+    indices = rng.integers(0, len(pairs), size=(5, len(pairs)))
+    got = resampled_metrics(acc, indices)
+    for b, row in enumerate(indices):
+        want = brute_summary([pairs[i] for i in row])
+        for k in ("iou", "niou", "pd", "fa"):
+            assert got[k][b] == pytest.approx(want[k], rel=1e-12, abs=1e-15), (k, b)
+
+
+def test_bootstrap_ci_brackets_the_estimate_and_narrows_with_more_images():
+    rng = np.random.default_rng(5)
+    pairs = random_pairs(rng, 12)
+    small = MetricAccumulator(threshold=0.5, curve_thresholds=())
+    for pred, gt in pairs:
+        small.update(pred.astype(np.float32), gt)
+    big = MetricAccumulator(threshold=0.5, curve_thresholds=())
+    for pred, gt in pairs * 16:  # same distribution, 16x the images: about 4x narrower
+        big.update(pred.astype(np.float32), gt)
+    point, ci_small, ci_big = small.summary(), bootstrap_ci(small, 2000), bootstrap_ci(big, 2000)
+    for k in ("iou", "niou", "pd", "fa"):
+        lo, hi = ci_small[k]
+        assert lo <= point[k] <= hi and lo < hi, (k, ci_small[k], point[k])
+        ratio = (ci_small[k][1] - ci_small[k][0]) / (ci_big[k][1] - ci_big[k][0])
+        assert 2.5 < ratio < 6.5, (k, ratio)
+    assert bootstrap_ci(small, 500, seed=3) == bootstrap_ci(small, 500, seed=3)  # reproducible
+
+
+def test_bootstrap_ci_of_identical_images_has_no_width_and_rejects_nothing_scored():
+    gt = np.zeros((16, 16), bool)
+    gt[4:7, 4:7] = True
+    pred = np.zeros_like(gt)
+    pred[4:7, 4:6] = True
+    acc = MetricAccumulator(threshold=0.5, curve_thresholds=())
+    for _ in range(5):
+        acc.update(pred.astype(np.float32), gt)
+    ci = bootstrap_ci(acc, 200)
+    assert ci["iou"] == [pytest.approx(6 / 9)] * 2 and ci["pd"] == [1.0, 1.0]
+    with pytest.raises(ValueError, match="no images"):
+        bootstrap_ci(MetricAccumulator())

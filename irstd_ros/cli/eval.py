@@ -18,6 +18,7 @@ from ..datasets import PROTOCOLS, IRSTDDataset
 from ..detector import BACKENDS, Detector, DetectorConfig
 from ..errors import IRSTDError, one_line
 from ..evaluation import MaskWriter, evaluate
+from ..metrics import bootstrap_ci
 from ..models import list_models
 from ..precision import PRECISIONS
 
@@ -40,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--save-masks", help="write one binary PNG per image here, at native size")
     ap.add_argument("--plots", help="write the ROC / Pd-Fa curves and a few overlays here")
     ap.add_argument("--limit", type=int, default=0, help="evaluate only the first N images")
+    ap.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                    help="also give 95%% confidence intervals from N resamples of the images (e.g. 2000)")
     return ap
 
 
@@ -58,6 +61,8 @@ def run(args) -> dict:
         raise IRSTDError(f"--threshold must be in (0, 1), got {args.threshold}")
     if args.limit < 0:
         raise IRSTDError("--limit must be >= 0")
+    if args.bootstrap < 0:
+        raise IRSTDError("--bootstrap must be >= 0")
     ds = IRSTDDataset(args.data, args.split, protocol=args.protocol)
     det = Detector(DetectorConfig(model=args.model, weights=args.weights, backend=args.backend,
                                   precision=args.precision))
@@ -77,6 +82,9 @@ def run(args) -> dict:
 
     res = evaluate(det, (ds.load(n) for n in names), args.threshold, on_prediction)
     acc = res.pop("_accumulator")
+    if args.bootstrap:
+        res["ci95"] = bootstrap_ci(acc, args.bootstrap)
+        res["ci95_resamples"] = args.bootstrap
     res.update({"model": args.model, "weights": det.meta["path"], "backend": det.name,
                 "dataset": str(Path(args.data).resolve().name), "split": args.split, "protocol": args.protocol,
                 "input_size": ds.size if args.protocol == "paper" else "native",
@@ -84,6 +92,11 @@ def run(args) -> dict:
     print(f"{args.model} on {res['dataset']}/{args.split} ({args.protocol} protocol, threshold {args.threshold}, "
           f"{det.name})")
     print(format_table(res))
+    if args.bootstrap:
+        ci = res["ci95"]
+        print(f"  95% CI over images ({args.bootstrap} resamples): IoU {ci['iou'][0]:.4f}-{ci['iou'][1]:.4f}  "
+              f"nIoU {ci['niou'][0]:.4f}-{ci['niou'][1]:.4f}  Pd {ci['pd'][0]:.4f}-{ci['pd'][1]:.4f}  "
+              f"Fa {ci['fa'][0]:.2e}-{ci['fa'][1]:.2e}")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
