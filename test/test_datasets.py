@@ -150,3 +150,13 @@ def test_paper_masks_of_real_frames_line_up_with_their_images(sirst_root):
         shifts.append(np.array([yb.mean(), xb.mean()]) - want)
     mean = np.mean(shifts, axis=0)
     assert np.abs(mean).max() < 0.25, mean
+
+
+def test_paper_masks_match_pil_nearest_as_in_the_papers_code(sirst_root):
+    """The papers' loaders resize masks with PIL's NEAREST; ours must give the same pixels."""
+    native = IRSTDDataset(sirst_root, "test", protocol="native")
+    for name in native.names:
+        mask = native.load(name).mask
+        pil = np.asarray(Image.fromarray(mask.astype(np.uint8) * 255).resize((256, 256), Image.NEAREST)) > 127
+        _, ours = resize_pair(mask.astype(np.float32), mask, 256)
+        assert np.array_equal(ours, pil), name
