@@ -1,6 +1,6 @@
 """Reader for the IRSTD benchmark layout ``images/ masks/ splits/`` and its two evaluation protocols.
 
-* ``paper``: resize image (bilinear) and mask (nearest) to the size the papers used
+* ``paper``: resize image (bilinear) and mask (pixel-centre nearest) to the size the papers used
   (256x256 for SIRST-v1 and NUDT-SIRST, 512x512 for IRSTD-1k).
 * ``native``: keep the native size; the inference pipeline pads to the network
   stride and crops the prediction back. This is what the ROS node sees.

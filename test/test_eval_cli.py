@@ -30,15 +30,15 @@ def paper_run(sirst_root, tmp_path_factory):
 
 
 def test_shipped_weights_hold_their_measured_quality_on_sirst_v1_test(paper_run):
-    """A regression floor just under what the shipped weights measured (README, Results):
-    IoU 0.635, Pd 0.972, Fa 1.1e-5 at the card's threshold. Pd and Fa hold the issue's
-    first bar (Pd >= 0.93, Fa <= 2e-5); its IoU >= 0.65 is NOT met yet: raise the IoU
-    floor when it is."""
+    """The issue's first bar on SIRST-v1 test, paper protocol: IoU >= 0.65, Pd >= 0.93,
+    Fa <= 2e-5, with a regression floor just under what the shipped weights measured
+    (README, Results): IoU 0.708, nIoU 0.688, Pd 0.963, Fa 1.15e-5 at the card's threshold."""
     res, _, stdout = paper_run
     assert res["n_images"] == 86 and res["protocol"] == "paper" and res["input_size"] == 256
     assert res["threshold"] == 0.95  # the operating point chosen on the val split
-    assert res["iou"] >= 0.62, res
-    assert res["pd"] >= 0.93, res
+    assert res["iou"] >= 0.69, res
+    assert res["niou"] >= 0.67, res
+    assert res["pd"] >= 0.95, res
     assert res["fa"] <= 2e-5, res
     assert "IoU" in stdout and "Pd" in stdout
 
