@@ -204,13 +204,18 @@ def random_pairs(rng, n):
     return pairs
 
 
+def accumulate(pairs):
+    acc = MetricAccumulator(threshold=0.5, curve_thresholds=())
+    for pred, gt in pairs:
+        acc.update(pred.astype(np.float32), gt)
+    return acc
+
+
 def test_each_bootstrap_resample_equals_scoring_those_images_afresh():
     """The vectorised resample must give what brute force gives on the resampled list."""
     rng = np.random.default_rng(11)
     pairs = random_pairs(rng, 9)
-    acc = MetricAccumulator(threshold=0.5, curve_thresholds=())
-    for pred, gt in pairs:
-        acc.update(pred.astype(np.float32), gt)
+    acc = accumulate(pairs)
     indices = rng.integers(0, len(pairs), size=(5, len(pairs)))
     got = resampled_metrics(acc, indices)
     for b, row in enumerate(indices):
@@ -222,12 +227,8 @@ def test_each_bootstrap_resample_equals_scoring_those_images_afresh():
 def test_bootstrap_ci_brackets_the_estimate_and_narrows_with_more_images():
     rng = np.random.default_rng(5)
     pairs = random_pairs(rng, 12)
-    small = MetricAccumulator(threshold=0.5, curve_thresholds=())
-    for pred, gt in pairs:
-        small.update(pred.astype(np.float32), gt)
-    big = MetricAccumulator(threshold=0.5, curve_thresholds=())
-    for pred, gt in pairs * 16:  # same distribution, 16x the images: about 4x narrower
-        big.update(pred.astype(np.float32), gt)
+    small = accumulate(pairs)
+    big = accumulate(pairs * 16)  # same distribution, 16x the images: about 4x narrower
     point, ci_small, ci_big = small.summary(), bootstrap_ci(small, 2000), bootstrap_ci(big, 2000)
     for k in ("iou", "niou", "pd", "fa"):
         lo, hi = ci_small[k]
@@ -242,10 +243,7 @@ def test_bootstrap_ci_of_identical_images_has_no_width_and_rejects_nothing_score
     gt[4:7, 4:7] = True
     pred = np.zeros_like(gt)
     pred[4:7, 4:6] = True
-    acc = MetricAccumulator(threshold=0.5, curve_thresholds=())
-    for _ in range(5):
-        acc.update(pred.astype(np.float32), gt)
-    ci = bootstrap_ci(acc, 200)
+    ci = bootstrap_ci(accumulate([(pred, gt)] * 5), 200)
     assert ci["iou"] == [pytest.approx(6 / 9)] * 2 and ci["pd"] == [1.0, 1.0]
     with pytest.raises(ValueError, match="no images"):
         bootstrap_ci(MetricAccumulator())
