@@ -70,8 +70,7 @@ class MetricAccumulator:
     targets: int = 0
     detected: int = 0
     fa_pixels: int = 0
-    per_image_iou: List[float] = field(default_factory=list)
-    # one row per image: inter, union, pixels, targets, detected, fa_pixels (for the bootstrap)
+    # one row per image: inter, union, pixels, targets, detected, fa_pixels (nIoU and the bootstrap)
     per_image_counts: List[Tuple[int, int, int, int, int, int]] = field(default_factory=list)
     pos_hist: np.ndarray = field(default_factory=lambda: np.zeros(HIST_BINS, np.int64))
     neg_hist: np.ndarray = field(default_factory=lambda: np.zeros(HIST_BINS, np.int64))
@@ -93,7 +92,6 @@ class MetricAccumulator:
         self.inter += inter
         self.union += union
         self.pixels += gt.size
-        self.per_image_iou.append(1.0 if union == 0 else inter / union)
         n, det, fa = match_targets(pred, gt)
         self.targets += n
         self.detected += det
@@ -105,6 +103,11 @@ class MetricAccumulator:
         for k, t in enumerate(self.curve_thresholds):
             _, det_k, fa_k = match_targets(scores > t, gt)
             self.curve_counts[k] += (det_k, fa_k)
+
+    @property
+    def per_image_iou(self) -> List[float]:
+        """Each image's IoU; 1 where ground truth and prediction are both empty."""
+        return [1.0 if union == 0 else inter / union for inter, union, *_ in self.per_image_counts]
 
     def roc(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Pixel ROC: (thresholds, fpr, tpr), thresholds descending from 1 to 0."""
@@ -131,11 +134,11 @@ class MetricAccumulator:
         """The headline numbers: iou, niou, pd, fa, auc, n_images, n_targets."""
         return {
             "iou": self.inter / self.union if self.union else 1.0,
-            "niou": float(np.mean(self.per_image_iou)) if self.per_image_iou else float("nan"),
+            "niou": float(np.mean(self.per_image_iou)) if self.per_image_counts else float("nan"),
             "pd": self.detected / self.targets if self.targets else float("nan"),
             "fa": self.fa_pixels / self.pixels if self.pixels else float("nan"),
             "auc": self.auc(),
-            "n_images": len(self.per_image_iou),
+            "n_images": len(self.per_image_counts),
             "n_targets": self.targets,
             "threshold": self.threshold,
         }
