@@ -213,3 +213,6 @@ def test_calibrate_reads_a_runs_last_pt_like_its_export(tmp_path, tiny_sirst, ca
     assert calibrate.main([str(exported), "--data", str(tiny_sirst), "--split", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("calibrate: error: split 'nope' not found") and "\n" not in err
+    assert calibrate.main([str(exported), "--data", str(tiny_sirst), "--split", "test"]) == 2
+    assert capsys.readouterr().err.strip() == \
+        "calibrate: error: thresholds are chosen on a validation split, never on test"

@@ -97,8 +97,7 @@ def _main(argv=None) -> int:
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     if args.split == "test":
-        print("calibrate: error: thresholds are chosen on a validation split, never on test", file=sys.stderr)
-        return 2
+        raise IRSTDError("thresholds are chosen on a validation split, never on test")
     det = checkpoint_detector(args.model, args.weights)
     rows = sweep(det, IRSTDDataset(args.data, args.split, protocol="paper"))
     best = choose(rows, args.fa_max, args.pd_min)
