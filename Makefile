@@ -21,7 +21,7 @@ test: install
 	$(PY) -m pytest -q test
 
 bench: install
-	$(PY) bench/bench_lrrnet.py
+	$(PY) bench/bench_models.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -14,17 +14,19 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from .errors import CheckpointError
-from .models import create_model
+from .models import create_model, model_cfg
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_WEIGHTS = {"lrrnet": "lrrnet_sirst-v1.pt"}
 
 
 def default_weights(model: str) -> Path:
-    """The shipped checkpoint for ``model``; CheckpointError if the project ships none."""
-    name = DEFAULT_WEIGHTS.get(model)
-    if name is None:
-        raise CheckpointError(f"no shipped weights for model {model!r}; pass a checkpoint path")
+    """The shipped checkpoint registered for ``model``; CheckpointError if the project ships none (yet)."""
+    try:
+        name = model_cfg(model).weights
+    except KeyError as exc:
+        raise CheckpointError(str(exc.args[0])) from None
+    if name is None or not (WEIGHTS_DIR / name).is_file():
+        raise CheckpointError(f"no shipped weights for model {model!r} yet; pass a checkpoint path")
     return WEIGHTS_DIR / name
 
 

@@ -1,20 +1,89 @@
-"""LRRNet structure and the registry; the pure pipeline around it."""
+"""Every registered model gets the same checks (as timm's tests/test_models.py); LRRNet's layout;
+the registry; the pure pipeline around the models."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from irstd_ros.models import create_model, list_models
+from irstd_ros.models import ModelCfg, create_model, list_models, model_cfg, register_model
+from irstd_ros.models import registry
 from irstd_ros.models.lrrnet import LRRNet, ResBlock, SelfAttention2d
 from irstd_ros.pipeline import postprocess, preprocess, restore
 
 
 def test_registry():
-    assert "lrrnet" in list_models()
+    assert {"lrrnet", "irmamba"} <= set(list_models())
     assert isinstance(create_model("LRRNet"), LRRNet)
     with pytest.raises(KeyError, match="known models: .*lrrnet"):
         create_model("yolo")
+    with pytest.raises(KeyError, match="known models"):
+        model_cfg("yolo")
+
+
+def test_a_factory_with_capitals_is_listed_and_built_by_any_spelling():
+    @register_model(ModelCfg(stride=1))
+    def TinyCaps():  # noqa: N802
+        return torch.nn.Identity()
+    try:
+        assert "tinycaps" in list_models()
+        assert isinstance(create_model("TinyCaps"), torch.nn.Identity)
+        assert isinstance(create_model("tinycaps"), torch.nn.Identity)
+        with pytest.raises(ValueError, match="already registered"):
+            register_model(ModelCfg(stride=1))(TinyCaps)
+    finally:
+        registry._REGISTRY.pop("tinycaps")
+
+
+# ---- every registered model, with its tiny test variant ------------------------------------------------------------
+MODELS = list_models()
+
+
+@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("hw", [(37, 53), (64, 48)])
+def test_model_runs_at_odd_frame_sizes_through_the_padding(name, hw):
+    m = create_model(name, **model_cfg(name).tiny_args).eval()
+    stride = model_cfg(name).stride
+    assert m.stride == stride
+    img = np.random.default_rng(0).random(hw).astype(np.float32)
+    x, geom = preprocess(img, stride)
+    assert x.shape[-2] % stride == 0 and x.shape[-1] % stride == 0
+    with torch.no_grad():
+        out = m(x)
+    assert out.shape == (1, 1, *x.shape[-2:]) and torch.isfinite(out).all()
+    assert restore(torch.sigmoid(out)[0, 0].numpy(), geom).shape == hw
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_parameter_gets_a_gradient_from_its_training_loss(name):
+    from training.losses import build_loss
+    m = create_model(name, **model_cfg(name).tiny_args)
+    loss_fn = build_loss(name, {"bce_weight": 1.0})
+    x = torch.rand(2, 1, 32, 48)
+    target = (torch.rand_like(x) > 0.97).float()
+    loss, parts = loss_fn(loss_fn.predict(m, x), x, target)
+    assert torch.isfinite(loss) and "seg" in parts
+    loss.backward()
+    missing = [n for n, p in m.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
+    assert not missing
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_bf16_autocast_matches_fp32(name):
+    m = create_model(name, **model_cfg(name).tiny_args).eval()
+    x = torch.rand(1, 1, 32, 32)
+    with torch.no_grad():
+        ref = torch.sigmoid(m(x))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = torch.sigmoid(m(x).float())
+    assert (low - ref).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if model_cfg(n).paper_params])
+def test_paper_configuration_parameter_count(name):
+    target, tolerance = model_cfg(name).paper_params
+    n = sum(p.numel() for p in create_model(name).parameters())
+    assert abs(n - target) <= tolerance * target, f"{name}: {n / 1e6:.2f} M parameters, paper {target / 1e6:.2f} M"
 
 
 def test_lrrnet_matches_the_paper_layout():

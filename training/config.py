@@ -7,6 +7,8 @@ from typing import Any, Dict
 
 import yaml
 
+from irstd_ros.models import model_cfg
+
 DEFAULTS: Dict[str, Any] = {
     "name": None,                 # run name; defaults to the config file's stem
     "model": "lrrnet",
@@ -21,7 +23,7 @@ DEFAULTS: Dict[str, Any] = {
     "epochs": 100,
     "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "betas": [0.9, 0.999]},
     "schedule": {"name": "cosine", "warmup_epochs": 2, "min_lr": 1e-5, "power": 0.9},
-    "loss": {"recon_weight": 0.1, "bce_weight": 0.0, "bce_pos_weight": 1.0},
+    "loss": {},                   # arguments of the model's registered loss (training/losses.py)
     "ema_decay": 0.0,             # >0: validate and ship an exponential moving average of the weights
     "val_every": 1,
     "val_threshold": 0.5,
@@ -82,5 +84,14 @@ def validate(cfg: Dict[str, Any]) -> None:
             raise ConfigError(f"{key} must be positive")
     if not 0.0 <= float(cfg["ema_decay"]) < 1.0:
         raise ConfigError("ema_decay must be in [0, 1)")
-    if cfg["crop_size"] % 16:
-        raise ConfigError("crop_size must be a multiple of 16 (the network stride)")
+    try:
+        stride = model_cfg(cfg["model"]).stride
+    except KeyError as exc:
+        raise ConfigError(str(exc.args[0])) from None
+    from .losses import build_loss  # the loss arguments must fit the model's registered loss
+    try:
+        build_loss(cfg["model"], cfg["loss"])
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if cfg["crop_size"] % stride:
+        raise ConfigError(f"crop_size must be a multiple of {stride} (the {cfg['model']} stride)")

@@ -1,17 +1,27 @@
-"""Training losses. LRRNet: SoftIoU + L1 on the mask, plus λ·MSE between reconstruction and input (eq. 10).
+"""Training losses, one per model family, picked by the model's registered ``ModelCfg.loss``.
 
-Deviation from the paper, on purpose: an optional BCE-with-logits term
-(``bce_weight``, default 0 = the paper's loss). SoftIoU and L1 act on sigmoid
-probabilities; with them alone the first steps push every logit down (the
-union term dominates), the sigmoid saturates and target gradients vanish. On
-our CPU budget (hundreds, not 400 epochs x GPU) a single SIRST batch never
-recovered in 60 steps, while ``bce_weight=1`` (pos_weight 10) reached IoU 0.8 on it in 40.
-BCE's gradient (p - y) does not saturate.
+Every loss has ``predict(net, image)`` (the forward pass the loss needs, run under
+autocast by the training loop) and ``forward(outputs, image, target) -> (total, parts)``.
+
+:class:`SegLoss`: SoftIoU + L1 on the mask probabilities, plus an optional
+BCE-with-logits term. LRRNet's paper loss is SoftIoU + L1 and ``λ·MSE`` on its
+reconstruction (eq. 10, :class:`LRRNetLoss`); IRMamba's paper gives no loss and uses
+:class:`SegLoss`.
+
+Deviation from the LRRNet paper, on purpose: the BCE term (``bce_weight``, default
+0 = the paper's loss). SoftIoU and L1 act on sigmoid probabilities; with them
+alone the first steps push every logit down (the union term dominates), the
+sigmoid saturates and target gradients vanish. On our CPU budget (hundreds, not
+400 epochs x GPU) a single SIRST batch never recovered in 60 steps, while
+``bce_weight=1`` (pos_weight 10) reached IoU 0.8 on it in 40. BCE's gradient (p - y)
+does not saturate.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from irstd_ros.models import model_cfg
 
 
 def soft_iou_loss(probs: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
@@ -26,19 +36,55 @@ def soft_iou_loss(probs: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -
     return 1.0 - (inter + eps) / (union + eps)
 
 
-class LRRNetLoss(torch.nn.Module):
-    def __init__(self, recon_weight: float = 0.1, bce_weight: float = 0.0, bce_pos_weight: float = 1.0):
+class SegLoss(torch.nn.Module):
+    """SoftIoU + L1 on the probabilities, + ``bce_weight`` · BCE(logits, pos_weight)."""
+
+    def __init__(self, bce_weight: float = 0.0, bce_pos_weight: float = 1.0):
         super().__init__()
-        self.recon_weight = recon_weight
         self.bce_weight = bce_weight
         self.register_buffer("pos_weight", torch.tensor(float(bce_pos_weight)))
 
-    def forward(self, logits, recon, image, target):
+    def predict(self, net, image: torch.Tensor) -> dict:
+        return {"logits": net(image)}
+
+    def segmentation(self, logits: torch.Tensor, target: torch.Tensor):
         probs = torch.sigmoid(logits.float())
         seg = soft_iou_loss(probs, target) + F.l1_loss(probs, target)
-        rec = F.mse_loss(recon.float(), image)
-        total = seg + self.recon_weight * rec
+        total = seg
         if self.bce_weight:
             total = total + self.bce_weight * F.binary_cross_entropy_with_logits(
                 logits.float(), target, pos_weight=self.pos_weight)
-        return total, {"seg": seg.detach(), "rec": rec.detach()}
+        return total, seg
+
+    def forward(self, outputs: dict, image: torch.Tensor, target: torch.Tensor):
+        total, seg = self.segmentation(outputs["logits"], target)
+        return total, {"seg": seg.detach()}
+
+
+class LRRNetLoss(SegLoss):
+    """LRRNet's eq. 10: the segmentation loss + ``recon_weight`` · MSE(reconstruction, image)."""
+
+    def __init__(self, recon_weight: float = 0.1, bce_weight: float = 0.0, bce_pos_weight: float = 1.0):
+        super().__init__(bce_weight, bce_pos_weight)
+        self.recon_weight = recon_weight
+
+    def predict(self, net, image: torch.Tensor) -> dict:
+        logits, recon = net(image, return_reconstruction=True)
+        return {"logits": logits, "recon": recon}
+
+    def forward(self, outputs: dict, image: torch.Tensor, target: torch.Tensor):
+        total, seg = self.segmentation(outputs["logits"], target)
+        rec = F.mse_loss(outputs["recon"].float(), image)
+        return total + self.recon_weight * rec, {"seg": seg.detach(), "rec": rec.detach()}
+
+
+LOSSES = {"seg": SegLoss, "lrrnet": LRRNetLoss}
+
+
+def build_loss(model: str, args: dict) -> torch.nn.Module:
+    """The loss registered for ``model``, with the config's ``loss`` arguments (ValueError if they do not fit)."""
+    cls = LOSSES[model_cfg(model).loss]
+    try:
+        return cls(**args)
+    except TypeError as exc:
+        raise ValueError(f"loss arguments {args} do not fit {cls.__name__} (model {model}): {exc}") from None

@@ -35,7 +35,7 @@ from irstd_ros.precision import autocast, resolve_precision
 from . import checkpoint
 from .config import ConfigError, load_config
 from .data import TrainData
-from .losses import LRRNetLoss
+from .losses import build_loss
 
 
 def lr_factor(step: int, total: int, warmup: int, sched: dict, base_lr: float) -> float:
@@ -193,12 +193,12 @@ def train(cfg: dict, args) -> int:
         net = torch.nn.parallel.DistributedDataParallel(model)
     if cfg["compile"]:
         net = torch.compile(net, dynamic=False)
-    loss_fn = LRRNetLoss(**cfg["loss"])
+    loss_fn = build_loss(cfg["model"], cfg["loss"])
 
     for epoch in range(start_epoch, cfg["epochs"]):
         model.train()
         t0 = time.time()
-        sums = {"loss": 0.0, "seg": 0.0, "rec": 0.0}
+        sums = {"loss": 0.0}
         bar = tqdm(data.epoch_batches(epoch, cfg["seed"], cfg["batch_size"], rank, world), total=steps_per_epoch,
                    desc=f"epoch {epoch + 1}/{cfg['epochs']}", disable=rank != 0 or args.no_progress,
                    mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
@@ -207,8 +207,8 @@ def train(cfg: dict, args) -> int:
             if cfg["channels_last"]:
                 img = img.contiguous(memory_format=torch.channels_last)
             with autocast(precision, device):
-                logits, recon = net(img, return_reconstruction=True)
-            loss, parts = loss_fn(logits, recon, img.float(), mask)
+                outputs = loss_fn.predict(net, img)
+            loss, parts = loss_fn(outputs, img.float(), mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -218,8 +218,8 @@ def train(cfg: dict, args) -> int:
             if ema is not None:
                 ema.update(model)
             sums["loss"] += float(loss.detach())
-            sums["seg"] += float(parts["seg"])
-            sums["rec"] += float(parts["rec"])
+            for key, value in parts.items():
+                sums[key] = sums.get(key, 0.0) + float(value)
             bar.set_postfix(loss=f"{sums['loss'] / n:.4f}")
             if args.max_steps and step >= args.max_steps:
                 break

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .registry import register_model
+from .registry import ModelCfg, register_model
 
 
 def _groups(channels: int) -> int:
@@ -149,7 +149,9 @@ class LRRNet(nn.Module):
         return logits, self.recon_head(f_t + f_b)  # eq. 9: F̂_I = F_T + F_B
 
 
-@register_model
+@register_model(ModelCfg(
+    stride=16, weights="lrrnet_sirst-v1.pt", loss="lrrnet", tiny_args={"channels": (8, 16, 16, 16)},
+    description="LRRNet (Yang et al., TGRS): low-rank background reconstruction and subtraction U-Net"))
 def lrrnet(**cfg) -> LRRNet:
     """LRRNet as in the paper: channels [16, 32, 64, 128], 2 ResBlocks per encoder stage."""
     return LRRNet(**cfg)

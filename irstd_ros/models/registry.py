@@ -1,34 +1,72 @@
-"""A name -> constructor registry, so the node and the CLIs select a network by one string.
+"""A name -> (constructor, configuration) registry, so one string selects a network and all it needs.
 
-Modelled on timm: each model module decorates its factory with ``@register_model``;
-``create_model("lrrnet", **cfg)`` builds it.
+Modelled on timm: each model module decorates its factory with
+``@register_model(ModelCfg(...))``; ``create_model("lrrnet", **args)`` builds it and
+``model_cfg("lrrnet")`` tells the node, training and eval what is particular to it
+(stride, shipped weights, training loss, test-sized variant). Nothing outside the
+model module keeps a per-model constant.
+
+Names are matched case-insensitively and stored lower-case.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict
-
-import torch.nn as nn
-
-_REGISTRY: Dict[str, Callable[..., nn.Module]] = {}
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Tuple
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-    """Register ``fn`` under its own name. Names are unique."""
-    name = fn.__name__
-    if name in _REGISTRY:
-        raise ValueError(f"model {name!r} is already registered")
-    _REGISTRY[name] = fn
-    return fn
+@dataclass(frozen=True)
+class ModelCfg:
+    """What the rest of the package needs to know about a registered network."""
+
+    stride: int                                   # input H, W must be multiples (the pipeline pads)
+    weights: Optional[str] = None                 # shipped checkpoint in irstd_ros/weights/, if any
+    loss: str = "seg"                             # training loss (irstd_ros.losses.LOSSES)
+    tiny_args: Dict[str, Any] = field(default_factory=dict)  # a small variant for fast tests
+    paper_params: Optional[Tuple[float, float]] = None       # (parameter count, tolerance) of the paper config
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    factory: Callable[..., Any]
+    cfg: ModelCfg
+
+
+_REGISTRY: Dict[str, RegisteredModel] = {}
+
+
+def register_model(cfg: ModelCfg):
+    """Decorator: register ``fn`` under its lower-cased name with ``cfg``. Names are unique."""
+    if callable(cfg) and not isinstance(cfg, ModelCfg):
+        raise TypeError("register_model takes a ModelCfg: @register_model(ModelCfg(stride=...))")
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        name = fn.__name__.lower()
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = RegisteredModel(name, fn, cfg)
+        return fn
+
+    return wrap
 
 
 def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_model(name: str, **cfg) -> nn.Module:
-    """Build a registered model by name; unknown names raise ``KeyError`` listing the known ones."""
+def _lookup(name: str) -> RegisteredModel:
     try:
-        factory = _REGISTRY[name.lower()]
+        return _REGISTRY[str(name).lower()]
     except KeyError:
         raise KeyError(f"unknown model {name!r}; known models: {', '.join(list_models())}") from None
-    return factory(**cfg)
+
+
+def model_cfg(name: str) -> ModelCfg:
+    """The registered configuration of ``name``; unknown names raise ``KeyError`` listing the known ones."""
+    return _lookup(name).cfg
+
+
+def create_model(name: str, **args):
+    """Build a registered model by name; unknown names raise ``KeyError`` listing the known ones."""
+    return _lookup(name).factory(**args)

@@ -5,7 +5,8 @@ install time (``cpu_extension.main()``) so that no node ever
 compiles on its first frame. Without a compiler the ops fall back to the
 blocked torch scan (slower, same results) and say so once in the log.
 The cache lives in ``$IRSTD_OPS_CACHE`` or ``~/.cache/irstd_ros/ops``, one
-folder per torch version and CPU (the code is built for the host CPU).
+folder per torch version, CPU (the code is built for the host CPU) and source
+hash (two checkouts of different versions never rebuild over each other).
 """
 from __future__ import annotations
 
@@ -37,7 +38,9 @@ def _cpu_tag() -> str:
 
 def build_dir() -> Path:
     root = Path(os.environ.get("IRSTD_OPS_CACHE", Path.home() / ".cache" / "irstd_ros" / "ops"))
-    tag = f"torch{torch.__version__.replace('+', '_')}-py{sys.version_info.major}{sys.version_info.minor}-{_cpu_tag()}"
+    src = hashlib.sha1(b"".join(p.read_bytes() for p in SOURCES) + " ".join(CFLAGS).encode()).hexdigest()[:10]
+    tag = (f"torch{torch.__version__.replace('+', '_')}-py{sys.version_info.major}{sys.version_info.minor}"
+           f"-{_cpu_tag()}-src{src}")
     return root / tag
 
 

@@ -181,10 +181,8 @@ def _setup_context(ctx, inputs, output):
 
 
 def _reduce_to(g: Tensor, like: Tensor) -> Tensor:
-    """(b, d, L, N) per-channel gradient -> B/C's own (b, [g,] N, L) shape."""
-    bsz, dim, length, n = g.shape
-    groups = 1 if like.dim() == 3 else like.shape[1]
-    g = g.reshape(bsz, groups, dim // groups, length, n).sum(2).transpose(2, 3)
+    """The kernel's (b, groups, L, N) gradient -> B/C's own (b, [groups,] N, L) shape."""
+    g = g.transpose(2, 3)
     return g.squeeze(1) if like.dim() == 3 else g
 
 

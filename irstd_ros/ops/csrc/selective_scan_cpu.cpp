@@ -8,7 +8,11 @@
 // B, C time-major (b, g, L, N); nb (b, d, L) [per channel] or (b, d, L, N)
 // [per state]. Empty tensors stand for "absent". Backward recomputes the
 // states of one (b, d) pair into a thread-local buffer, then runs the adjoint
-// recurrence backwards in time.
+// recurrence backwards in time. B and C are shared by the channels of a group,
+// so their gradients are summed over those channels: the backward works on
+// (batch, group, chunk of channels) items and accumulates into one (L, N)
+// buffer per item, summed over chunks at the end (a per-channel (b, d, L, N)
+// buffer, reduced afterwards, cost more than the recurrence itself).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
@@ -120,8 +124,8 @@ template <typename T>
 void backward_kernel(const at::Tensor& u, const at::Tensor& delta, const at::Tensor& A, const at::Tensor& B,
                      const at::Tensor& C, const at::Tensor& D, const at::Tensor& z, const at::Tensor& bias,
                      const at::Tensor& nb, bool softplus_on, const at::Tensor& gout,
-                     at::Tensor& gu, at::Tensor& gdelta, at::Tensor& gA_bd, at::Tensor& gB_full,
-                     at::Tensor& gC_full, at::Tensor& gD_bd, at::Tensor& gz, at::Tensor& gnb) {
+                     at::Tensor& gu, at::Tensor& gdelta, at::Tensor& gA_bd, at::Tensor& gB_part,
+                     at::Tensor& gC_part, at::Tensor& gD_bd, at::Tensor& gz, at::Tensor& gnb) {
   const Inputs<T> in(u, delta, A, B, C, D, z, bias, nb);
   const Dims s = in.s;
   const T *pu = in.u, *pdt = in.dt, *pD = in.D, *pz = in.z;
@@ -129,12 +133,18 @@ void backward_kernel(const at::Tensor& u, const at::Tensor& delta, const at::Ten
   const bool nb_per_state = in.nb_per_state;
   const T* pg = gout.data_ptr<T>();
   T* pgu = gu.data_ptr<T>(); T* pgdt = gdelta.data_ptr<T>(); T* pgA = gA_bd.data_ptr<T>();
-  T* pgB = gB_full.data_ptr<T>(); T* pgC = gC_full.data_ptr<T>(); T* pgD = gD_bd.data_ptr<T>();
+  T* pgB = gB_part.data_ptr<T>(); T* pgC = gC_part.data_ptr<T>(); T* pgD = gD_bd.data_ptr<T>();
+  const int64_t chunks = gB_part.size(2);  // gB_part, gC_part: (batch, groups, chunks, L, N), zeroed
   T* pgz = pz ? gz.data_ptr<T>() : nullptr;
   T* pgnb = pnb ? gnb.data_ptr<T>() : nullptr;
-  at::parallel_for(0, s.batch * s.dim, 1, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, s.batch * s.groups * chunks, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> hs(s.L * s.N), ypre(s.L), dts(s.L), r(s.N), gA(s.N);
-    for (int64_t bd = begin; bd < end; ++bd) {
+    for (int64_t item = begin; item < end; ++item) {
+    const int64_t b = item / (s.groups * chunks), g = (item / chunks) % s.groups, c = item % chunks;
+    T* gBacc = pgB + item * s.L * s.N;
+    T* gCacc = pgC + item * s.L * s.N;
+    const int64_t d_begin = g * s.dpg + c * s.dpg / chunks, d_end = g * s.dpg + (c + 1) * s.dpg / chunks;
+    for (int64_t bd = b * s.dim + d_begin; bd < b * s.dim + d_end; ++bd) {
       const auto p = in.pair(bd);
       const int64_t d = p.d, row = p.row;
       const T *Ad = p.Ad, *Bg = p.Bg, *Cg = p.Cg;
@@ -171,14 +181,14 @@ void backward_kernel(const at::Tensor& u, const at::Tensor& delta, const at::Ten
         T gdt = 0, gnbc = 0;
         const T* Bt = Bg + t * s.N;
         const T* Ct = Cg + t * s.N;
-        T* gBt = pgB + (row + t) * s.N;
-        T* gCt = pgC + (row + t) * s.N;
+        T* gBt = gBacc + t * s.N;
+        T* gCt = gCacc + t * s.N;
         for (int64_t n = 0; n < s.N; ++n) {
           const T gh = gy * Ct[n] + r[n];           // dL/dh_t
           const T a = vexp(dt * Ad[n]);
           const T prev = t ? hs[(t - 1) * s.N + n] : T(0);
-          gCt[n] = gy * hs[t * s.N + n];
-          gBt[n] = gh * dt * ut;
+          gCt[n] += gy * hs[t * s.N + n];
+          gBt[n] += gh * dt * ut;
           gut += gh * dt * Bt[n];
           const T glog = gh * prev * a;              // dL/d(dt*A_n)
           gdt += gh * Bt[n] * ut + glog * Ad[n];
@@ -194,6 +204,7 @@ void backward_kernel(const at::Tensor& u, const at::Tensor& delta, const at::Ten
       }
       for (int64_t n = 0; n < s.N; ++n) pgA[bd * s.N + n] = gA[n];
       pgD[bd] = gD;
+    }
     }
   });
 }
@@ -213,15 +224,21 @@ std::vector<at::Tensor> backward(at::Tensor u, at::Tensor delta, at::Tensor A, a
   const auto bsz = u.size(0), dim = u.size(1), L = u.size(2), N = A.size(1);
   auto gu = at::empty_like(u), gdelta = at::empty_like(u);
   auto gA_bd = at::empty({bsz, dim, N}, u.options());
-  auto gB_full = at::empty({bsz, dim, L, N}, u.options()), gC_full = at::empty({bsz, dim, L, N}, u.options());
+  const int64_t groups = B.size(1), dpg = dim / groups;
+  // enough (batch, group, chunk) items to keep every thread busy, few enough to keep the buffers small
+  const int64_t want = 4 * at::get_num_threads(), bg = bsz * groups;
+  const int64_t chunks = std::min<int64_t>(dpg, std::max<int64_t>(1, (want + bg - 1) / bg));
+  auto gB_part = at::zeros({bsz, groups, chunks, L, N}, u.options());
+  auto gC_part = at::zeros({bsz, groups, chunks, L, N}, u.options());
   auto gD_bd = at::empty({bsz, dim}, u.options());
   auto gz = z.numel() ? at::empty_like(z) : at::empty({0}, u.options());
   auto gnb = nb.numel() ? at::empty_like(nb) : at::empty({0}, u.options());
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "irstd_selective_scan_bwd", [&] {
     backward_kernel<scalar_t>(u, delta, A, B, C, D, z, bias, nb, softplus_on, gout,
-                              gu, gdelta, gA_bd, gB_full, gC_full, gD_bd, gz, gnb);
+                              gu, gdelta, gA_bd, gB_part, gC_part, gD_bd, gz, gnb);
   });
-  return {gu, gdelta, gA_bd, gB_full, gC_full, gD_bd, gz, gnb};
+  // (batch, groups, L, N)
+  return {gu, gdelta, gA_bd, gB_part.sum(2), gC_part.sum(2), gD_bd, gz, gnb};
 }
 
 }  // namespace
