@@ -101,8 +101,31 @@ def check_haar() -> None:
         back = haar_idwt2d(y, size)
         check(f"haar idwt triton round trip {size}", rel(back, x), 1e-6, median_ms(lambda: haar_idwt2d(y, size)))
         xg = x.clone().requires_grad_(True)
-        haar_dwt2d(xg).square().sum().backward()
-        check(f"haar dwt grad cuda {size} (orthonormal: 2x)", rel(xg.grad, 2 * x), 1e-5)
+        x64 = x.double().cpu().requires_grad_(True)
+        weight = torch.randn_like(y)
+        (haar_dwt2d(xg) * weight).sum().backward()
+        (haar_dwt2d(x64) * weight.double().cpu()).sum().backward()
+        check(f"haar dwt grad cuda {size}", rel(xg.grad, x64.grad), 1e-6)
+
+
+def _forward_backward(model, x, precision: str, device: str):
+    """Train-mode forward and backward of a fixed random objective; (output, {param: grad})."""
+    model.zero_grad()
+    with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        out = model(x.to(device))
+    weight = torch.Generator().manual_seed(1)
+    w = torch.randn(out.shape, generator=weight).to(device, out.dtype if precision != "bf16" else torch.float32)
+    (out.float() * w).mean().backward()
+    return out.float(), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _grad_error(grads, ref) -> tuple:
+    """Relative error of all gradients together, and the parameter with the largest absolute error."""
+    keys = sorted(ref)
+    flat = torch.cat([grads[k].double().cpu().flatten() for k in keys])
+    flat_ref = torch.cat([ref[k].double().cpu().flatten() for k in keys])
+    worst = max(keys, key=lambda k: float((grads[k].double().cpu() - ref[k].double().cpu()).abs().max()))
+    return rel(flat, flat_ref), worst
 
 
 def check_models() -> None:
@@ -110,19 +133,17 @@ def check_models() -> None:
         torch.manual_seed(0)
         model = create_model(name).train()
         x = torch.rand(2, 1, 128, 160)
-        ref = model.double()(x.double())
-        ref.square().mean().backward()
-        ref_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
-        model.zero_grad()
+        ref_out, ref_grads = _forward_backward(model.double(), x.double(), "fp32", "cpu")
+        cpu_out, cpu_grads = _forward_backward(model.float(), x, "fp32", "cpu")
+        cpu_err, cpu_worst = _grad_error(cpu_grads, ref_grads)
+        check(f"{name} cpu fp32 vs fp64 backward (the floor)", cpu_err, 1e-2, note=f"worst {cpu_worst}")
         cuda_model = model.float().cuda()
         for precision, bound in (("fp32", 1e-3), ("bf16", 3e-2)):
-            cuda_model.zero_grad()
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                out = cuda_model(x.cuda())
-            out.float().square().mean().backward()
-            grad_err = max(rel(p.grad, ref_grads[n]) for n, p in cuda_model.named_parameters())
-            check(f"{name} cuda {precision} forward (train mode, 2x128x160)", rel(out.float(), ref), bound)
-            check(f"{name} cuda {precision} backward (worst parameter)", grad_err, bound * 10)
+            out, grads = _forward_backward(cuda_model, x, precision, "cuda")
+            err, worst = _grad_error(grads, ref_grads)
+            check(f"{name} cuda {precision} forward (train mode, 2x128x160)", rel(out, ref_out), bound)
+            check(f"{name} cuda {precision} backward (all gradients)", err, max(bound * 10, 3 * cpu_err),
+                  note=f"worst {worst}")
         cuda_model.eval()
         for precision in ("fp32", "bf16"):
             for hw in ((256, 256), (512, 640)):
@@ -135,17 +156,25 @@ def check_models() -> None:
                 print(f"time {name} {precision} {hw}: {ROWS[-1]['ms']:.2f} ms", flush=True)
 
 
+PARTS = {"scan": check_scan, "haar": check_haar, "models": check_models}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="gpu_check.json")
+    ap.add_argument("--parts", nargs="+", default=["scan", "haar", "models"], choices=["scan", "haar", "models"])
+    ap.add_argument("--no-tf32", action="store_true", help="full fp32 matmuls and convolutions (TF32 is the default)")
     args = ap.parse_args()
+    if args.no_tf32:
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     if not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU here", file=sys.stderr)
         return 2
     print(f"{torch.cuda.get_device_name()} | torch {torch.__version__} | triton available {triton_kernels.AVAILABLE}"
-          f" | {platform.python_version()}", flush=True)
+          f" | {platform.python_version()} | TF32 {'off' if args.no_tf32 else 'on'}", flush=True)
     failed = False
-    for part in (check_scan, check_haar, check_models):
+    for part in (PARTS[p] for p in args.parts):
         try:
             part()
         except Exception:  # report and go on: one broken part must not hide the others' results

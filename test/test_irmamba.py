@@ -132,7 +132,7 @@ def test_lrm_stage_matches_eqs_20_to_23():
         stage.alpha.copy_(torch.tensor([0.2, 0.9]))
     high, low, x_h, x_l = (torch.randn(2, 4, 6, 5, dtype=torch.float64) for _ in range(4))
     A = lambda v: F.conv2d(v, stage.A.weight, padding=1)
-    At = lambda v: F.conv2d(v, stage.At.weight, padding=1)
+    At = lambda v: F.conv_transpose2d(v, stage.A.weight, padding=1)
     rho_h, rho_l = stage.rho.detach()
     alpha_h, alpha_l = stage.alpha.detach()
     # eq. 20 and 21 term by term, as printed
@@ -143,6 +143,13 @@ def test_lrm_stage_matches_eqs_20_to_23():
     got_h, got_l = stage(x_h, x_l, high, low)
     torch.testing.assert_close(got_h, want_h)
     torch.testing.assert_close(got_l, want_l)
+
+
+def test_lrm_adjoint_is_the_adjoint_of_A():
+    """<A x, y> == <x, A^T y> for the zero-padded 3x3 convolution: A^T is A's adjoint, as the paper defines it."""
+    stage = LRMStage(3).double()
+    x, y = torch.randn(2, 3, 7, 6, dtype=torch.float64), torch.randn(2, 3, 7, 6, dtype=torch.float64)
+    torch.testing.assert_close((stage.A(x) * y).sum(), (x * stage.adjoint(y)).sum())
 
 
 def test_scan_routes_cover_four_directions_and_merge_back():
