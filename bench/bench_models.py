@@ -27,7 +27,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode, register_flop_formula
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from irstd_ros.cli.eval import machine_description  # noqa: E402
+from irstd_ros.machine import machine_description  # noqa: E402
 from irstd_ros.layers import mamba2d  # noqa: E402
 from irstd_ros.models import create_model, list_models  # noqa: E402
 from irstd_ros.ops import selective_scan_blocked, selective_scan_reference  # noqa: E402

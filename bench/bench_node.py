@@ -26,7 +26,7 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(120 + os.getpid() % 20))
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp())
 
 from irstd_ros.cli.demo import SAMPLE  # noqa: E402
-from irstd_ros.cli.eval import machine_description  # noqa: E402
+from irstd_ros.machine import machine_description  # noqa: E402
 from irstd_ros.datasets import IRSTDDataset  # noqa: E402
 from irstd_ros.detector import Detector, DetectorConfig  # noqa: E402
 from irstd_ros.pipeline import postprocess  # noqa: E402

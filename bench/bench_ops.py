@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from irstd_ros.cli.eval import machine_description  # noqa: E402
+from irstd_ros.machine import machine_description  # noqa: E402
 from irstd_ros.ops import (cpu_extension, haar_dwt2d, haar_dwt2d_reference, haar_idwt2d,  # noqa: E402
                            selective_scan, selective_scan_blocked, selective_scan_reference)
 

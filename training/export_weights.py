@@ -18,6 +18,19 @@ import torch
 from . import checkpoint
 
 
+def training_time(run_dir: Path) -> dict:
+    """Wall-clock training time of a run, from its metrics.jsonl (the run's epochs, not its predecessors')."""
+    log = run_dir / "metrics.jsonl"
+    if not log.is_file():
+        return {}
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    seconds = sum(r.get("epoch_time_s", 0.0) for r in records)
+    machines = sorted({r["machine"] for r in records if "machine" in r})
+    return {"train_hours": round(seconds / 3600, 2), "epochs_logged": len(records),
+            "machines": machines or ["not logged by this run"],
+            "note": "wall-clock hours of the training epochs, validation excluded"}
+
+
 def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float16,
            calibration: dict | None = None, threshold_card: dict | None = None) -> dict:
     state = checkpoint.load(src)
@@ -41,6 +54,7 @@ def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float
         "validation": state.get("record", {}).get("val"),
         "data": [{k: d[k] for k in ("root", "train_split", "val_split") if k in d} for d in cfg["datasets"]],
         "training_config": cfg,
+        "compute": training_time(src.parent),
         "test_metrics": metrics,
     }
     if calibration:

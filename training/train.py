@@ -25,6 +25,7 @@ import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
+from irstd_ros.machine import machine_description
 from irstd_ros.datasets import IRSTDDataset, paper_size
 from irstd_ros.errors import IRSTDError
 from irstd_ros.metrics import MetricAccumulator
@@ -36,6 +37,9 @@ from . import checkpoint
 from .config import ConfigError, load_config
 from .data import TrainData
 from .losses import build_loss
+
+
+MACHINE = machine_description()  # logged with every epoch: a run resumed across sessions may change machine
 
 
 def lr_factor(step: int, total: int, warmup: int, sched: dict, base_lr: float) -> float:
@@ -224,7 +228,7 @@ def train(cfg: dict, args) -> int:
             if args.max_steps and step >= args.max_steps:
                 break
         record = {"epoch": epoch + 1, "step": step, "lr": scheduler.get_last_lr()[0],
-                  "epoch_time_s": round(time.time() - t0, 2), **{k: v / max(n, 1) for k, v in sums.items()}}
+                  "epoch_time_s": round(time.time() - t0, 2), "machine": MACHINE, **{k: v / max(n, 1) for k, v in sums.items()}}
         finished_early = bool(args.max_steps and step >= args.max_steps)
         if rank == 0:
             if val_sets and ((epoch + 1) % cfg["val_every"] == 0 or epoch + 1 == cfg["epochs"]):

@@ -23,7 +23,8 @@ from ..errors import IRSTDError, one_line
 from ..evaluation import latency_summary
 from ..metrics import MetricAccumulator
 from ..pipeline import postprocess
-from .eval import format_table, machine_description
+from ..machine import machine_description
+from .eval import format_table
 
 PROG = "irstd-bag"
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from ..checkpoints import operating_threshold
 from ..datasets import PROTOCOLS, IRSTDDataset
 from ..detector import BACKENDS, Detector, DetectorConfig
 from ..errors import IRSTDError, one_line
+from ..machine import machine_description
 from ..evaluation import MaskWriter, evaluate
 from ..metrics import bootstrap_ci
 from ..models import list_models
@@ -104,18 +104,6 @@ def run(args) -> dict:
         from ..plots import write_plots
         write_plots(args.plots, acc, f"{args.model} on {res['dataset']}/{args.split} ({args.protocol})", overlays)
     return res
-
-
-def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
 
 
 def main(argv=None) -> int:
