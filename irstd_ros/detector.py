@@ -11,11 +11,12 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from .backends import BACKENDS
 from .checkpoints import load_model
 from .pipeline import Detection, postprocess, preprocess, restore, run_model
 from .precision import resolve_precision
 
-BACKENDS = ("torch",)
+__all__ = ["BACKENDS", "Detector", "DetectorConfig"]
 
 
 @dataclass
