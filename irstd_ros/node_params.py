@@ -64,6 +64,8 @@ PARAMS = (
               range=(1, 100), effect="configure"),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.1, 60.0),
               effect="configure"),
+    ParamSpec("stall_periods", 5, "/diagnostics goes ERROR when frames arrive but nothing is published for this "
+              "many typical inference times (median recent latency; never under 5 s).", range=(1, 10_000)),
 )
 SPECS = {p.name: p for p in PARAMS}
 

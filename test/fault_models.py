@@ -1,0 +1,59 @@
+"""Test-only models that fail on command, for fault injection into the detector node's own process.
+
+The node imports this module when ``IRSTD_TEST_MODEL_MODULES=fault_models``
+(see :func:`irstd_ros.detector_node.import_test_models`); a checkpoint written
+by :func:`fault_checkpoint` picks the failure through its ``model_args``:
+
+* ``build_raises``: the factory raises this builtin exception type (a reload or configure that fails);
+* ``corner_raises``: ``forward`` raises it on a frame whose top-left pixel is bright
+  (``SystemExit`` ends the worker thread, ``RuntimeError`` fails the frame);
+* ``corner_sleeps_s``: ``forward`` sleeps that long on such a frame (a stalled worker).
+
+Frames without a bright corner are answered: pixels brighter than 0.5 are targets.
+"""
+from __future__ import annotations
+
+import builtins
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from irstd_ros.models import register_model
+
+NAME = "fault_probe"
+
+
+def _raise(type_name: str):
+    raise getattr(builtins, type_name)(f"injected {type_name} (test fault model)")
+
+
+class FaultProbe(nn.Module):
+    stride = 16
+
+    def __init__(self, corner_raises: str = "", corner_sleeps_s: float = 0.0):
+        super().__init__()
+        self.gain = nn.Parameter(torch.tensor(40.0))
+        self.corner_raises, self.corner_sleeps_s = corner_raises, corner_sleeps_s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool(x[:, :, 0, 0].max() > 0.99):
+            if self.corner_sleeps_s:
+                time.sleep(self.corner_sleeps_s)
+            if self.corner_raises:
+                _raise(self.corner_raises)
+        return (x - 0.5) * self.gain
+
+
+@register_model
+def fault_probe(build_raises: str = "", **kwargs) -> nn.Module:
+    if build_raises:
+        _raise(build_raises)
+    return FaultProbe(**kwargs)
+
+
+def fault_checkpoint(path: Path, **model_args) -> Path:
+    """A loadable checkpoint for :func:`fault_probe` with these ``model_args``."""
+    torch.save({"model": NAME, "model_args": model_args, "state_dict": FaultProbe().state_dict()}, path)
+    return path
