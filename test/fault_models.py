@@ -5,6 +5,7 @@ The node imports this module when ``IRSTD_TEST_MODEL_MODULES=fault_models``
 by :func:`fault_checkpoint` picks the failure through its ``model_args``:
 
 * ``build_raises``: the factory raises this builtin exception type (a reload or configure that fails);
+* ``build_sleeps_s``: the factory sleeps that long first (a reload or configure still in progress);
 * ``corner_raises``: ``forward`` raises it on a frame whose top-left pixel is bright
   (``SystemExit`` ends the worker thread, ``RuntimeError`` fails the frame);
 * ``corner_sleeps_s``: ``forward`` sleeps that long on such a frame (a stalled worker).
@@ -47,7 +48,8 @@ class FaultProbe(nn.Module):
 
 
 @register_model
-def fault_probe(build_raises: str = "", **kwargs) -> nn.Module:
+def fault_probe(build_raises: str = "", build_sleeps_s: float = 0.0, **kwargs) -> nn.Module:
+    time.sleep(build_sleeps_s)
     if build_raises:
         _raise(build_raises)
     return FaultProbe(**kwargs)

@@ -248,20 +248,18 @@ def test_configure_fails_with_its_reason_in_one_line(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_a_reload_or_a_transition_exits_cleanly(tmp_path, sig):
-    copy = tmp_path / "copy.pt"
-    shutil.copyfile(default_weights("lrrnet"), copy)
-    for during in ("reload", "transition"):
+    slow = str(fault_checkpoint(tmp_path / "slow.pt", build_sleeps_s=4.0))  # loading it takes 4 s
+    for during in ("reload", "configure"):
         log = tmp_path / f"{during}.log"
-        autostart = "true" if during == "reload" else "false"
-        proc = start_detector("-p", f"autostart:={autostart}", name="sig", namespace="irstd_sig", log=log)
+        proc = start_detector("-p", f"autostart:={'true' if during == 'reload' else 'false'}", name="sig",
+                              namespace="irstd_sig", log=log, fault_models=True)
         h = Harness(namespace="irstd_sig", node_name="sig")
         try:
             h.wait_state("active" if during == "reload" else "unconfigured", timeout=60)
-            if during == "reload":
-                assert h.set_param("weights", str(copy)).successful  # returns at once; the load runs on
-            else:
+            assert h.set_atomically(model=FAULT, weights=slow).successful
+            if during == "configure":
                 h.change_state.call_async(ChangeState.Request(transition=Transition(id=Transition.TRANSITION_CONFIGURE)))
-                time.sleep(0.3)  # the model is loading inside the configure callback
+            time.sleep(1.5)  # well inside the 4 s load
             proc.send_signal(sig)
             rc = proc.wait(timeout=60)
         finally:
@@ -270,3 +268,5 @@ def test_a_signal_during_a_reload_or_a_transition_exits_cleanly(tmp_path, sig):
                 proc.kill()
         text = log.read_text()
         assert rc == 0 and "Traceback" not in text, (during, rc, text[-2000:])
+        started = "loading fault_probe" if during == "reload" else "configured fault_probe"
+        assert started in text, (during, text[-2000:])  # the signal came while it ran
