@@ -184,16 +184,17 @@ class DetectorNode(LifecycleNode):
     def _threshold(self, det: Detector) -> float:
         return self.p("threshold") if self._threshold_from_user else operating_threshold(det.meta)
 
-    def _sync_threshold(self) -> None:
-        """Show the model card's threshold in the parameter when the user has not set one."""
+    def _sync_threshold(self) -> bool:
+        """Show the model card's threshold in the parameter when the user has not set one; True if it changed."""
         det = self.detector
         if det is None or self._threshold_from_user or self.p("threshold") == operating_threshold(det.meta):
-            return
+            return False
         self._syncing_threshold = True
         try:
             self.set_parameters([Parameter("threshold", value=operating_threshold(det.meta))])
         finally:
             self._syncing_threshold = False
+        return True
 
     def _publish_label_info(self) -> None:
         det = self.detector
@@ -241,8 +242,7 @@ class DetectorNode(LifecycleNode):
         self._swapped.trigger()
 
     def _after_swap(self) -> None:
-        if not self._closing:
-            self._sync_threshold()
+        if not self._closing and not self._sync_threshold():  # a threshold change republishes label_info itself
             self._publish_label_info()
 
     # ---------------------------------------------------------------- lifecycle
@@ -453,7 +453,7 @@ class DetectorNode(LifecycleNode):
             "latency_ms_max": 1e3 * lat[-1] if lat else 0.0,
         }
 
-    def stall(self, now: float) -> Optional[str]:
+    def _stall(self, now: float) -> Optional[str]:
         """Frames arrive but nothing was published for longer than ``stall_periods`` typical inferences: why."""
         with self._stats_lock:
             since, silent = self._silent_since, dict(self._since_output)
@@ -479,7 +479,7 @@ class DetectorNode(LifecycleNode):
         self._check_worker()
         now = time.monotonic()
         s = self.stats(now)
-        stall = self.stall(now)
+        stall = self._stall(now)
         level, message = DiagnosticStatus.OK, "running"
         if self._reload_error:
             level, message = DiagnosticStatus.ERROR, self._reload_error
