@@ -75,19 +75,25 @@ def graph(tmp_path_factory):
         stop_detector(proc)
 
 
-def swap(h, tmp_path, **model_args) -> str:
-    """Swap to the fault model with these arguments and wait until it runs."""
-    path = str(fault_checkpoint(tmp_path / f"fault_{len(list(tmp_path.iterdir()))}.pt", **model_args))
-    assert h.set_atomically(model=FAULT, weights=path).successful
-    d = h.wait_diagnostics(lambda d: d.get("weights") == path)
-    assert d.get("weights") == path, d
-    return path
-
-
 def back_to_lrrnet(h):
     assert h.set_atomically(model="lrrnet", weights="").successful
     d = h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet") and d["level"] != 2)
     assert d["backend"].startswith("lrrnet") and d["level"] != 2, d
+
+
+@pytest.fixture
+def faulty(graph, tmp_path):
+    """Swaps the node to the fault model with the given arguments; back to LRRNet afterwards, pass or fail."""
+    h = graph[0]
+
+    def swap(**model_args) -> str:
+        path = str(fault_checkpoint(tmp_path / "fault.pt", **model_args))
+        assert h.set_atomically(model=FAULT, weights=path).successful
+        d = h.wait_diagnostics(lambda d: d.get("weights") == path)
+        assert d.get("weights") == path, d
+        return path
+    yield swap
+    back_to_lrrnet(h)
 
 
 def test_a_cuda_device_is_refused_where_torch_has_none(graph, frame):
@@ -117,9 +123,9 @@ def test_a_reload_raising_an_unexpected_type_keeps_the_old_model_serving(graph, 
     assert proc.poll() is None
 
 
-def test_a_killed_worker_thread_is_detected_and_replaced(graph, tmp_path):
+def test_a_killed_worker_thread_is_detected_and_replaced(graph, faulty):
     h, proc, log = graph
-    swap(h, tmp_path, corner_raises="SystemExit")
+    faulty(corner_raises="SystemExit")
     assert answered(h, probe_frame()) is not None
     send(h, probe_frame(bright_corner=True))  # SystemExit is no Exception: it ends the worker thread
     d = h.wait_diagnostics(lambda d: "worker thread ended" in d["message"], timeout=30)
@@ -128,13 +134,12 @@ def test_a_killed_worker_thread_is_detected_and_replaced(graph, tmp_path):
     assert out is not None and len(out.detections) == 1
     assert h.wait_diagnostics(lambda d: d["level"] != 2)["level"] != 2
     assert "SystemExit: injected" in log.read_text()  # its traceback was logged
-    back_to_lrrnet(h)
     assert proc.poll() is None
 
 
-def test_a_failing_model_is_logged_once_counted_and_named_by_the_liveness_check(graph, tmp_path):
+def test_a_failing_model_is_logged_once_counted_and_named_by_the_liveness_check(graph, faulty):
     h, proc, log = graph
-    swap(h, tmp_path, corner_raises="RuntimeError")
+    faulty(corner_raises="RuntimeError")
     tracebacks = log.read_text().count("Traceback")
     start = h.fresh_diagnostics()
     deadline = time.time() + 60
@@ -152,22 +157,19 @@ def test_a_failing_model_is_logged_once_counted_and_named_by_the_liveness_check(
     out = answered(h, probe_frame())
     assert out is not None and len(out.detections) == 1  # the loop went on
     assert h.wait_diagnostics(level_is(0))["level"] == 0
-    back_to_lrrnet(h)
 
 
-def test_a_stalled_worker_is_named_by_the_liveness_check(graph, tmp_path):
+def test_a_stalled_worker_is_named_by_the_liveness_check(graph, faulty):
     h, _, _ = graph
-    swap(h, tmp_path, corner_sleeps_s=12.0)
-    send(h, probe_frame(bright_corner=True))
+    faulty(corner_sleeps_s=12.0)
     deadline = time.time() + 30
     d = {}
     while time.time() < deadline and "worker stalled" not in d.get("message", ""):
-        send(h, probe_frame())
+        send(h, probe_frame(bright_corner=True))  # each one the worker takes holds it for 12 s
         time.sleep(0.3)
         d = h.latest_diagnostics()
     assert d["level"] == 2 and "inference on a 64x48 mono8 frame" in d["message"], d
     assert answered(h, probe_frame()) is not None  # once the slow frame is done, the newest is answered
-    back_to_lrrnet(h)
 
 
 def test_every_frame_rejected_is_named_by_the_liveness_check(graph, frame):
