@@ -22,7 +22,7 @@ import traceback
 from concurrent.futures import ThreadPoolExecutor, wait
 from collections import deque
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 import rclpy
@@ -107,12 +107,12 @@ class DetectorNode(LifecycleNode):
         super().__init__(node_name, namespace=namespace, **kwargs)
         self.declare_parameter("autostart", True, ParameterDescriptor(
             description="Configure and activate at start-up.", read_only=True))
-        self._startup_problems: List[str] = []  # overrides that break a descriptor: reported by configure
+        self._startup_problems: Dict[str, str] = {}  # overrides that break a descriptor, until set again
         for spec in PARAMS:
             try:
                 self.declare_parameter(spec.name, spec.default, _descriptor(spec))
             except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
-                self._startup_problems.append(f"{spec.name}: {one_line(exc)}")
+                self._startup_problems[spec.name] = f"{spec.name}: {one_line(exc)}"
                 self.declare_parameter(spec.name, spec.default, _descriptor(spec), ignore_override=True)
         # MODELS.md: the model card's threshold applies unless the user set one (at start-up or later)
         self._threshold_from_user = "threshold" in self._parameter_overrides
@@ -174,6 +174,8 @@ class DetectorNode(LifecycleNode):
 
     def _after_set_parameters(self, params) -> None:
         names = {prm.name for prm in params}
+        for name in names:
+            self._startup_problems.pop(name, None)
         if "threshold" in names and not self._syncing_threshold:
             self._threshold_from_user = True
         if names & {"threshold", "class_name"}:
@@ -249,7 +251,7 @@ class DetectorNode(LifecycleNode):
     def _configure_problem(self) -> Optional[str]:
         """Start-up overrides are not seen by the on-set callback: check every value before loading."""
         if self._startup_problems:
-            return "; ".join(self._startup_problems)
+            return "; ".join(self._startup_problems.values())
         for spec in PARAMS:
             reason = self._refusal(spec.name, self.p(spec.name))
             if reason:

@@ -248,6 +248,22 @@ def test_configure_fails_with_its_reason_in_one_line(tmp_path):
         assert stop_detector(proc) == 0
 
 
+def test_a_start_up_value_outside_its_range_fails_configure_not_the_process(tmp_path):
+    """rclpy raises while declaring it; the node reports it as its configure failure instead."""
+    log = tmp_path / "node.log"
+    proc = start_detector("-p", "threshold:=5.0", name="rng", namespace="irstd_rng", log=log)
+    h = Harness(namespace="irstd_rng", node_name="rng")
+    try:
+        h.wait_state("unconfigured", timeout=60)
+        lines = [x for x in log.read_text().splitlines() if "configure failed" in x]
+        assert len(lines) == 1 and "threshold" in lines[0] and "out of range" in lines[0], lines
+        assert "Traceback" not in log.read_text() and proc.poll() is None
+        assert h.set_param("threshold", 0.5).successful and h.transition(Transition.TRANSITION_CONFIGURE)
+    finally:
+        h.close()
+        assert stop_detector(proc) == 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_during_a_reload_or_a_transition_exits_cleanly(tmp_path, sig):
     slow = str(fault_checkpoint(tmp_path / "slow.pt", build_sleeps_s=4.0))  # loading it takes 4 s
