@@ -1,8 +1,10 @@
 """Test-only models that fail on command, for fault injection into the detector node's own process.
 
 The node imports this module when ``IRSTD_TEST_MODEL_MODULES=fault_models``
-(see :func:`irstd_ros.detector_node.import_test_models`); a checkpoint written
-by :func:`fault_checkpoint` picks the failure through its ``model_args``:
+(see :func:`irstd_ros.detector_node.import_test_models`); the test process never
+does, so ``fault_probe`` stays out of its registry (tests run over every
+registered model). A checkpoint written by ``ros_harness.fault_checkpoint``
+picks the failure through its ``model_args``:
 
 * ``build_raises``: the factory raises this builtin exception type (a reload or configure that fails);
 * ``build_sleeps_s``: the factory sleeps that long first (a reload or configure still in progress);
@@ -10,20 +12,18 @@ by :func:`fault_checkpoint` picks the failure through its ``model_args``:
   (``SystemExit`` ends the worker thread, ``RuntimeError`` fails the frame);
 * ``corner_sleeps_s``: ``forward`` sleeps that long on such a frame (a stalled worker).
 
-Frames without a bright corner are answered: pixels brighter than 0.5 are targets.
+Frames without a bright corner are answered: logits are ``gain * (x - 0.5)``, so
+pixels brighter than 0.5 are targets (``gain`` comes from the checkpoint).
 """
 from __future__ import annotations
 
 import builtins
 import time
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from irstd_ros.models import register_model
-
-NAME = "fault_probe"
 
 
 def _raise(type_name: str):
@@ -35,7 +35,7 @@ class FaultProbe(nn.Module):
 
     def __init__(self, corner_raises: str = "", corner_sleeps_s: float = 0.0):
         super().__init__()
-        self.gain = nn.Parameter(torch.tensor(40.0))
+        self.gain = nn.Parameter(torch.zeros(()))
         self.corner_raises, self.corner_sleeps_s = corner_raises, corner_sleeps_s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -54,8 +54,3 @@ def fault_probe(build_raises: str = "", build_sleeps_s: float = 0.0, **kwargs) -
         _raise(build_raises)
     return FaultProbe(**kwargs)
 
-
-def fault_checkpoint(path: Path, **model_args) -> Path:
-    """A loadable checkpoint for :func:`fault_probe` with these ``model_args``."""
-    torch.save({"model": NAME, "model_args": model_args, "state_dict": FaultProbe().state_dict()}, path)
-    return path

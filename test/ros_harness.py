@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
+import torch
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
@@ -49,6 +50,17 @@ def start_detector(*ros_args: str, name: str = "detector", namespace: str = "irs
         env["IRSTD_TEST_MODEL_MODULES"] = "fault_models"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TEST_DIR), env.get("PYTHONPATH")]))
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+FAULT_MODEL = "fault_probe"  # registered by test/fault_models.py, in the node's process only
+FAULT_GAIN = 40.0
+
+
+def fault_checkpoint(path: Path, **model_args) -> Path:
+    """A checkpoint for the fault model: ``model_args`` choose its fault (see test/fault_models.py)."""
+    torch.save({"model": FAULT_MODEL, "model_args": model_args, "state_dict": {"gain": torch.tensor(FAULT_GAIN)}},
+               path)
+    return path
 
 
 def stop_detector(proc: subprocess.Popen, timeout: float = 30.0) -> Optional[int]:

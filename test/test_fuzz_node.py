@@ -21,12 +21,11 @@ import pytest
 
 from irstd_ros.checkpoints import default_weights
 from irstd_ros.datasets import read_image
-from irstd_ros.detector import Detector, DetectorConfig
 from irstd_ros.node_params import PARAMS
 from irstd_ros.pipeline import postprocess
 
-from fault_models import NAME as FAULT, fault_checkpoint  # noqa: I100
-from ros_harness import Harness, image_from_array, rss_mb, start_detector, stamp_key, stop_detector  # noqa: I100
+from ros_harness import FAULT_GAIN, FAULT_MODEL as FAULT, Harness, fault_checkpoint, image_from_array  # noqa: I100
+from ros_harness import rss_mb, start_detector, stamp_key, stop_detector  # noqa: I100
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -79,10 +78,9 @@ def graph(tmp_path_factory, probe):
 
 
 @pytest.fixture(scope="module")
-def want(frame, probe):
-    """The boxes the pure pipeline finds on the real frame with the node's model."""
-    det = Detector(DetectorConfig(model=FAULT, weights=probe, precision="fp32"))
-    probs = det.probabilities(frame.astype(np.float32) / np.float32(255))
+def want(frame):
+    """The boxes of the real frame under the probe model's definition, sigmoid(gain * (x - 0.5))."""
+    probs = 1 / (1 + np.exp(-FAULT_GAIN * (frame.astype(np.float32) / np.float32(255) - 0.5)))
     boxes = [(d.x, d.y, d.width, d.height) for d in postprocess(probs, THRESHOLD)[1]]
     assert boxes, "the probe model should find the bright target"
     return boxes

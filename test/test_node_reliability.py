@@ -18,8 +18,8 @@ import torch
 from irstd_ros.checkpoints import default_weights
 from irstd_ros.datasets import read_image
 
-from fault_models import NAME as FAULT, fault_checkpoint  # noqa: I100
-from ros_harness import Harness, image_from_array, start_detector, stop_detector  # noqa: I100
+from ros_harness import FAULT_MODEL as FAULT, Harness, fault_checkpoint, image_from_array, start_detector  # noqa: I100
+from ros_harness import stop_detector  # noqa: I100
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
