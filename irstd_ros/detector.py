@@ -11,11 +11,12 @@ from typing import List, Optional, Tuple
 import numpy as np
 import torch
 
+from .backends import BACKENDS
 from .checkpoints import load_model
 from .pipeline import Detection, postprocess, preprocess, restore, run_model
 from .precision import resolve_precision
 
-BACKENDS = ("torch",)
+__all__ = ["BACKENDS", "Detector", "DetectorConfig", "device_problem"]
 
 
 @dataclass
@@ -28,11 +29,32 @@ class DetectorConfig:
     input_size: int = 0           # 0: native protocol (pad to stride); N: resize to N x N (paper protocol)
 
 
+def device_problem(device: str) -> Optional[str]:
+    """Why ``device`` cannot run on this machine, else None.
+
+    Checked where the device is set, because torch only fails when the model is
+    moved there: ``AssertionError: Torch not compiled with CUDA enabled``.
+    """
+    kind, _, index = device.partition(":")
+    if kind != "cuda":
+        return None
+    if not torch.cuda.is_available():
+        why = "this torch was built without CUDA" if not torch.backends.cuda.is_built() else "no CUDA GPU is visible"
+        return f"device={device!r} cannot be used: {why}; use cpu"
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        return f"device={device!r} cannot be used: {count} CUDA GPU(s) visible (cuda:0 to cuda:{count - 1})"
+    return None
+
+
 class Detector:
     def __init__(self, cfg: Optional[DetectorConfig] = None):
         cfg = cfg or DetectorConfig()
         if cfg.backend not in BACKENDS:
             raise ValueError(f"unknown backend {cfg.backend!r}; available: {', '.join(BACKENDS)}")
+        problem = device_problem(cfg.device)
+        if problem:
+            raise ValueError(problem)
         self.cfg = cfg
         self.device = torch.device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device)

@@ -13,27 +13,34 @@ pixels. Inference runs on a worker thread that always takes the newest frame
 """
 from __future__ import annotations
 
+import importlib
+import os
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import traceback
+from concurrent.futures import ThreadPoolExecutor, wait
 from collections import deque
-from typing import List, Optional
+from pathlib import Path
+from typing import Dict, List, Optional
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 SetParametersResult)
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose, VisionClass
 
 from . import image_codec
-from .detector import Detector, DetectorConfig
-from .errors import ImageFormatError, IRSTDError
+from .checkpoints import operating_threshold
+from .detector import Detector, DetectorConfig, device_problem
+from .errors import ImageFormatError, one_line
 from .frame_slot import FrameSlot
 from .node_params import PARAMS, validate
 from .pipeline import Detection, postprocess
@@ -41,6 +48,15 @@ from .plots import overlay as draw_overlay
 
 RELOAD = tuple(p.name for p in PARAMS if p.effect == "reload")
 WARN_PERIOD_S = 2.0
+RATE_WINDOW_S = 5.0   # rate_hz counts the frames published in this window, ending now
+MIN_STALL_S = 5.0     # the liveness check never fires sooner: one slow frame on a loaded CPU is no stall
+TEST_MODELS_ENV = "IRSTD_TEST_MODEL_MODULES"  # test-only: comma-separated modules that register fault models
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` on one line, so a log line or a diagnostic names what was raised."""
+    text = one_line(exc)
+    return f"{exc.__class__.__name__}: {text}" if text else exc.__class__.__name__
 
 
 def _descriptor(spec) -> ParameterDescriptor:
@@ -91,8 +107,16 @@ class DetectorNode(LifecycleNode):
         super().__init__(node_name, namespace=namespace, **kwargs)
         self.declare_parameter("autostart", True, ParameterDescriptor(
             description="Configure and activate at start-up.", read_only=True))
+        self._startup_problems: Dict[str, str] = {}  # overrides that break a descriptor, until set again
         for spec in PARAMS:
-            self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            try:
+                self.declare_parameter(spec.name, spec.default, _descriptor(spec))
+            except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+                self._startup_problems[spec.name] = f"{spec.name}: {one_line(exc)}"
+                self.declare_parameter(spec.name, spec.default, _descriptor(spec), ignore_override=True)
+        # MODELS.md: the model card's threshold applies unless the user set one (at start-up or later)
+        self._threshold_from_user = "threshold" in self._parameter_overrides
+        self._syncing_threshold = False
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self.detector: Optional[Detector] = None
@@ -105,14 +129,25 @@ class DetectorNode(LifecycleNode):
         self._worker = None  # the streaming loop's future on the torch thread
         self._sub = None
         self._pubs = {}
-        self._diag_pub = None
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = None
+        # a reload's result reaches the executor thread through this, to sync the threshold and label_info
+        self._swapped = self.create_guard_condition(self._after_swap)
+        self._closing = False
         self._reload_error = ""
+        self._worker_fault = ""      # set when the worker thread ended; cleared by the next published frame
+        self._seen_failures = set()  # (type, file, line) of unexpected frame errors already logged in full
+        self._busy: Optional[tuple] = None  # (what, since) while the torch thread works on one thing
         self._stats_lock = threading.Lock()
         self._latencies = deque(maxlen=200)
         self._done_times = deque(maxlen=200)
+        self._typical_s = MIN_STALL_S / 5  # inference time until frames measure it (warm-up sets it)
+        self._silent_since: Optional[float] = None  # first frame received after the last published one
+        self._since_output = {"rejected": 0, "failed": 0, "last": ""}
         self.processed = 0
         self.rejected = 0
+        self.worker_errors = 0
+        self.worker_restarts = 0
         self._seq = 0
         self._last_shape = (256, 256)
 
@@ -120,23 +155,55 @@ class DetectorNode(LifecycleNode):
     def p(self, name: str):
         return self.get_parameter(name).value
 
+    def _refusal(self, name: str, value) -> Optional[str]:
+        """Why ``value`` cannot be used for ``name`` on this machine, else None (table, file, device)."""
+        reason = validate(name, value)
+        if reason is None and name == "weights" and value and not Path(value).is_file():
+            reason = f"weights file not found: {value}"
+        if reason is None and name == "device":
+            reason = device_problem(value)
+        return reason
+
     def _on_set_parameters(self, params) -> SetParametersResult:
         for prm in params:
-            if prm.name == "autostart":
-                continue
-            reason = validate(prm.name, prm.value)
-            if reason is None and prm.name == "weights" and prm.value:
-                from pathlib import Path
-                if not Path(prm.value).is_file():
-                    reason = f"weights file not found: {prm.value}"
+            reason = None if prm.name == "autostart" else self._refusal(prm.name, prm.value)
             if reason is not None:
                 self.get_logger().warning(f"refused parameter: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
     def _after_set_parameters(self, params) -> None:
-        if any(prm.name in RELOAD for prm in params) and self.detector is not None:
+        names = {prm.name for prm in params}
+        for name in names:
+            self._startup_problems.pop(name, None)
+        if "threshold" in names and not self._syncing_threshold:
+            self._threshold_from_user = True
+        if names & {"threshold", "class_name"}:
+            self._publish_label_info()
+        if names & set(RELOAD) and self.detector is not None:
             self._start_reload()
+
+    def _threshold(self, det: Detector) -> float:
+        return self.p("threshold") if self._threshold_from_user else operating_threshold(det.meta)
+
+    def _sync_threshold(self) -> bool:
+        """Show the model card's threshold in the parameter when the user has not set one; True if it changed."""
+        det = self.detector
+        if det is None or self._threshold_from_user or self.p("threshold") == operating_threshold(det.meta):
+            return False
+        self._syncing_threshold = True
+        try:
+            self.set_parameters([Parameter("threshold", value=operating_threshold(det.meta))])
+        finally:
+            self._syncing_threshold = False
+        return True
+
+    def _publish_label_info(self) -> None:
+        det = self.detector
+        if det is None or self._sub is None:  # label_info is a lifecycle publisher: only while active
+            return
+        self._pubs["label_info"].publish(LabelInfo(
+            class_map=[VisionClass(class_id=0, class_name=self.p("class_name"))], threshold=float(self._threshold(det))))
 
     def _detector_config(self) -> DetectorConfig:
         return DetectorConfig(model=self.p("model"), weights=self.p("weights") or None, backend=self.p("backend"),
@@ -153,57 +220,94 @@ class DetectorNode(LifecycleNode):
             self._slot.wake()
 
     def _reload_now(self) -> None:
+        """Load the pending model; whatever that raises, the running one keeps serving and the reason is shown."""
         cfg, self._pending_reload = self._pending_reload, None
         if cfg is None:
             return
+        self._busy = (f"loading {cfg.model}", time.monotonic())
         try:
             new = Detector(cfg)
             new.warmup(*self._last_shape)
-        except (IRSTDError, ValueError, RuntimeError, OSError) as exc:
-            self._reload_error = f"model reload failed, keeping {self.detector.name}: {exc}"
+        except Exception as exc:  # noqa: BLE001  any failure, e.g. AssertionError from a CUDA-less torch
+            running = self.detector.name if self.detector is not None else "none"
+            self._reload_error = f"model reload failed, keeping {running}: {describe(exc)}"
             self.get_logger().error(self._reload_error)
             return
+        finally:
+            self._busy = None
         with self._detector_lock:
+            if self.detector is None or self._closing:
+                return  # cleaned up (or stopping) while it loaded: nothing to swap into
             self.detector = new
         self._reload_error = ""
         self.get_logger().info(f"now running {new.name} ({new.meta['path']})")
+        self._swapped.trigger()
+
+    def _after_swap(self) -> None:
+        if not self._closing and not self._sync_threshold():  # a threshold change republishes label_info itself
+            self._publish_label_info()
 
     # ---------------------------------------------------------------- lifecycle
+    def _configure_problem(self) -> Optional[str]:
+        """Start-up overrides are not seen by the on-set callback: check every value before loading."""
+        if self._startup_problems:
+            return "; ".join(self._startup_problems.values())
+        for spec in PARAMS:
+            reason = self._refusal(spec.name, self.p(spec.name))
+            if reason:
+                return reason
+        return None
+
+    def _fail(self, step: str, reason: str) -> TransitionCallbackReturn:
+        """One line with the reason, in the log and in /diagnostics."""
+        msg = f"{step} failed: {reason}"
+        if step == "configure":
+            msg += "; the node stays unconfigured (fix the parameters and call the configure transition)"
+        self.get_logger().error(msg)
+        self._publish_status(DiagnosticStatus.ERROR, msg, {})
+        return TransitionCallbackReturn.FAILURE
+
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        problem = self._configure_problem()
+        if problem:
+            return self._fail("configure", problem)
         cfg = self._detector_config()
         try:
             self.detector = self._torch.submit(Detector, cfg).result()
-        except (IRSTDError, ValueError, RuntimeError, OSError) as exc:
-            self.get_logger().error(f"configure failed: cannot load model {cfg.model!r}: {exc}")
-            return TransitionCallbackReturn.FAILURE
-        out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-        self._pubs = {
-            "detections": self.create_lifecycle_publisher(Detection2DArray, "detections", out_qos),
-            "mask": self.create_lifecycle_publisher(Image, "mask", out_qos),
-            "scores": self.create_lifecycle_publisher(Image, "scores", out_qos),
-            "overlay": self.create_lifecycle_publisher(Image, "overlay", out_qos),
-            "label_info": self.create_lifecycle_publisher(
-                LabelInfo, "label_info",
-                QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)),
-        }
-        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+            out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+            self._pubs = {name: self.create_lifecycle_publisher(kind, name, out_qos) for name, kind in (
+                ("detections", Detection2DArray), ("mask", Image), ("scores", Image), ("overlay", Image))}
+            self._pubs["label_info"] = self.create_lifecycle_publisher(LabelInfo, "label_info", QoSProfile(
+                depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+        except Exception as exc:  # noqa: BLE001  e.g. a message type whose type support cannot be loaded
+            self._destroy_outputs()
+            self.detector = None
+            return self._fail("configure", f"cannot load model {cfg.model!r}: {describe(exc)}")
+        self._reload_error = ""
+        self._sync_threshold()
         self.get_logger().info(f"configured {self.detector.name} from {self.detector.meta['path']}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        t0 = time.perf_counter()
-        self._torch.submit(self.detector.warmup, *self._last_shape).result()
-        self.get_logger().info(f"warm-up {1e3 * (time.perf_counter() - t0):.0f} ms")
-        ret = super().on_activate(state)
-        self._pubs["label_info"].publish(LabelInfo(
-            class_map=[VisionClass(class_id=0, class_name=self.p("class_name"))], threshold=float(self.p("threshold"))))
-        reliability = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
-        qos = QoSProfile(depth=self.p("qos_depth"), history=HistoryPolicy.KEEP_LAST,
-                         reliability=reliability[self.p("qos_reliability")], durability=DurabilityPolicy.VOLATILE)
-        self._slot.reopen()
-        self._worker = self._torch.submit(self._work)
-        self._sub = self.create_subscription(Image, "image", self._on_image, qos)
-        self._diag_timer = self.create_timer(self.p("diagnostics_period"), self._publish_diagnostics)
+        try:
+            t0 = time.perf_counter()
+            self._torch.submit(self.detector.warmup, *self._last_shape).result()
+            self._typical_s = (time.perf_counter() - t0) / 2  # two warm-up runs
+            self.get_logger().info(f"warm-up {1e3 * (time.perf_counter() - t0):.0f} ms")
+            ret = super().on_activate(state)
+            reliability = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
+            qos = QoSProfile(depth=self.p("qos_depth"), history=HistoryPolicy.KEEP_LAST,
+                             reliability=reliability[self.p("qos_reliability")], durability=DurabilityPolicy.VOLATILE)
+            self._slot.reopen()
+            self._silent_since = None
+            self._worker = self._torch.submit(self._work)
+            self._sub = self.create_subscription(Image, "image", self._on_image, qos)
+            self._diag_timer = self.create_timer(self.p("diagnostics_period"), self._publish_diagnostics)
+            self._publish_label_info()
+        except Exception as exc:  # noqa: BLE001  e.g. out of memory in the warm-up
+            self._stop_stream()
+            super().on_deactivate(state)
+            return self._fail("activate", describe(exc))
         self.get_logger().info(f"active: listening on {self._sub.topic_name}")
         return ret
 
@@ -214,7 +318,8 @@ class DetectorNode(LifecycleNode):
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_stream()
         self._destroy_outputs()
-        self.detector = None
+        with self._detector_lock:
+            self.detector = None
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -231,22 +336,24 @@ class DetectorNode(LifecycleNode):
             self._diag_timer = None
         self._slot.close()
         if self._worker is not None:
-            self._worker.result(timeout=60)
+            wait([self._worker], timeout=60)  # never re-raises what ended the worker
             self._worker = None
 
     def _destroy_outputs(self) -> None:
         for pub in self._pubs.values():
             self.destroy_lifecycle_publisher(pub)
         self._pubs = {}
-        if self._diag_pub is not None:
-            self.destroy_publisher(self._diag_pub)
-            self._diag_pub = None
 
     # ---------------------------------------------------------------- streaming
     def _on_image(self, msg: Image) -> None:
-        self._slot.put((msg, time.monotonic()))
+        now = time.monotonic()
+        with self._stats_lock:
+            if self._silent_since is None:
+                self._silent_since = now
+        self._slot.put((msg, now))
 
     def _work(self) -> None:
+        """The streaming loop: no exception ends it; one that does anyway is caught by the watchdog."""
         while True:
             item = self._slot.take()
             if self._pending_reload is not None:
@@ -256,17 +363,40 @@ class DetectorNode(LifecycleNode):
                     return
                 continue
             msg, t_recv = item
+            self._busy = (f"inference on a {msg.width}x{msg.height} {msg.encoding} frame", time.monotonic())
             try:
                 self._process(msg, t_recv, self._seq)
                 self._seq += 1  # detection ids stay unique across re-activations
             except ImageFormatError as exc:
-                self.rejected += 1
+                self._count_silent("rejected", f"malformed frame: {exc}")
                 self.get_logger().warning(f"skipped frame (stamp {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d}): "
                                           f"{exc}", throttle_duration_sec=WARN_PERIOD_S)
-            except Exception as exc:  # never let one frame kill the stream
+            except Exception as exc:  # noqa: BLE001  never let one frame kill the stream
+                self._count_silent("failed", f"frame failed: {describe(exc)}")
+                self._log_failure(exc)
+            finally:
+                self._busy = None
+
+    def _count_silent(self, kind: str, why: str) -> None:
+        """Count a frame that produced no output, and remember why for the liveness check."""
+        with self._stats_lock:
+            if kind == "rejected":
                 self.rejected += 1
-                self.get_logger().error(f"frame failed: {exc.__class__.__name__}: {exc}",
-                                        throttle_duration_sec=WARN_PERIOD_S)
+            else:
+                self.worker_errors += 1
+            self._since_output[kind] += 1
+            self._since_output["last"] = why
+
+    def _log_failure(self, exc: Exception) -> None:
+        """The first failure from each place in full with its traceback, then one throttled line."""
+        where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        key = (exc.__class__, where.filename if where else "", where.lineno if where else 0)
+        if key not in self._seen_failures:
+            self._seen_failures.add(key)
+            self.get_logger().error(f"frame failed: {describe(exc)}\n{''.join(traceback.format_exception(exc))}")
+        else:
+            self.get_logger().error(f"frame failed: {describe(exc)} ({self.worker_errors} so far)",
+                                    throttle_duration_sec=WARN_PERIOD_S)
 
     def _process(self, msg: Image, t_recv: float, seq: int) -> None:
         grey = image_codec.decode(msg.encoding, msg.height, msg.width, msg.step, bool(msg.is_bigendian), msg.data,
@@ -274,7 +404,7 @@ class DetectorNode(LifecycleNode):
         with self._detector_lock:
             det = self.detector
         probs = det.probabilities(grey, self.p("input_size"))
-        mask, dets = postprocess(probs, self.p("threshold"), self.p("min_area"), self.p("max_area"),
+        mask, dets = postprocess(probs, self._threshold(det), self.p("min_area"), self.p("max_area"),
                                  self.p("max_detections"))
         header = msg.header
         pubs = self._pubs
@@ -291,36 +421,98 @@ class DetectorNode(LifecycleNode):
             self.processed += 1
             self._latencies.append(done - t_recv)
             self._done_times.append(done)
+            self._silent_since = None
+            self._since_output = {"rejected": 0, "failed": 0, "last": ""}
+            self._worker_fault = ""
 
-    # ---------------------------------------------------------------- diagnostics
-    def stats(self) -> dict:
+    # ---------------------------------------------------------------- supervision and diagnostics
+    def _check_worker(self) -> None:
+        """A worker that ended while the stream is open is reported and replaced (runs every diagnostics period)."""
+        worker = self._worker
+        if worker is None or not worker.done() or self._slot.closed:
+            return
+        exc = worker.exception()
+        self.worker_restarts += 1
+        self._worker_fault = f"worker thread ended ({describe(exc) if exc else 'returned'}); restarted " \
+                             f"({self.worker_restarts} restarts)"
+        trace = "".join(traceback.format_exception(exc)) if exc else ""
+        self.get_logger().error(f"{self._worker_fault}\n{trace}".rstrip())
+        self._worker = self._torch.submit(self._work)
+
+    def stats(self, now: Optional[float] = None) -> dict:
+        now = time.monotonic() if now is None else now
         with self._stats_lock:
             lat = sorted(self._latencies)
-            times = list(self._done_times)
-        rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
+            recent = [t for t in self._done_times if t > now - RATE_WINDOW_S]
+            rejected, errors = self.rejected, self.worker_errors
+        # counted up to now, so a stream that stopped decays to 0 instead of repeating its old rate
+        rate = (len(recent) - 1) / (now - recent[0]) if len(recent) > 1 and now > recent[0] else 0.0
         return {
             "frames_received": self._slot.received, "frames_processed": self.processed,
-            "frames_dropped": self._slot.dropped, "frames_rejected": self.rejected, "rate_hz": rate,
+            "frames_dropped": self._slot.dropped, "frames_rejected": rejected, "worker_errors": errors,
+            "worker_restarts": self.worker_restarts, "rate_hz": rate,
             "latency_ms_p50": 1e3 * lat[len(lat) // 2] if lat else 0.0,
             "latency_ms_max": 1e3 * lat[-1] if lat else 0.0,
         }
 
+    def _stall(self, now: float) -> Optional[str]:
+        """Frames arrive but nothing was published for longer than ``stall_periods`` typical inferences: why."""
+        with self._stats_lock:
+            since, silent = self._silent_since, dict(self._since_output)
+            lat = sorted(self._latencies)
+        typical = lat[len(lat) // 2] if lat else self._typical_s
+        limit = max(MIN_STALL_S, self.p("stall_periods") * typical)
+        if since is None or now - since <= limit:
+            return None
+        busy = self._busy
+        if busy is not None and now - busy[1] > limit:
+            cause = f"worker stalled: {busy[0]} for {now - busy[1]:.1f} s"
+        elif silent["failed"] and not silent["rejected"]:
+            cause = f"model failed on every frame ({silent['failed']}); last: {silent['last']}"
+        elif silent["rejected"] and not silent["failed"]:
+            cause = f"every frame rejected ({silent['rejected']}); last: {silent['last']}"
+        elif silent["rejected"] or silent["failed"]:
+            cause = f"{silent['rejected']} frames rejected, {silent['failed']} failed; last: {silent['last']}"
+        else:
+            cause = "worker stalled: frames are received but not taken"
+        return f"no output for {now - since:.1f} s while frames arrive (limit {limit:.1f} s): {cause}"
+
     def _publish_diagnostics(self) -> None:
-        s = self.stats()
-        det = self.detector
+        self._check_worker()
+        now = time.monotonic()
+        s = self.stats(now)
+        stall = self._stall(now)
         level, message = DiagnosticStatus.OK, "running"
         if self._reload_error:
             level, message = DiagnosticStatus.ERROR, self._reload_error
+        elif self._worker_fault:
+            level, message = DiagnosticStatus.ERROR, self._worker_fault
+        elif stall:
+            level, message = DiagnosticStatus.ERROR, stall
         elif s["frames_rejected"]:
             level, message = DiagnosticStatus.WARN, f"{s['frames_rejected']} malformed frames skipped"
-        values = [KeyValue(key=k, value=f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in s.items()]
-        values += [KeyValue(key="backend", value=det.name if det else "none"),
-                   KeyValue(key="weights", value=det.meta["path"] if det else "")]
+        self._publish_status(level, message, s)
+
+    def _publish_status(self, level, message: str, values: dict) -> None:
+        det = self.detector
+        kvs = [KeyValue(key=k, value=f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in values.items()]
+        kvs += [KeyValue(key="backend", value=det.name if det else "none"),
+                KeyValue(key="weights", value=det.meta["path"] if det else "")]
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: irstd detector",
-                                  message=message, hardware_id=det.name if det else "", values=values)
+                                  message=message, hardware_id=det.name if det else "", values=kvs)
         arr = DiagnosticArray(status=[status])
         arr.header.stamp = self.get_clock().now().to_msg()
         self._diag_pub.publish(arr)
+
+
+def import_test_models() -> None:
+    """Test-only: import the modules named in $IRSTD_TEST_MODEL_MODULES so they register fault-injection models.
+
+    The node runs in its own process, so its tests cannot monkeypatch it; they
+    register a model that raises on command instead. Unset in normal use.
+    """
+    for name in filter(None, os.environ.get(TEST_MODELS_ENV, "").split(",")):
+        importlib.import_module(name.strip())
 
 
 def main(args=None) -> int:
@@ -334,21 +526,21 @@ def main(args=None) -> int:
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    import_test_models()
     node = DetectorNode()
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     try:
         if node.p("autostart") and not stop.is_set():
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().error("autostart: configure failed; the node stays unconfigured "
-                                        "(fix the parameters and call the configure transition)")
-            elif node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
-                node.get_logger().error("autostart: activate failed")
+            # a failed transition has logged its one-line reason already
+            if node.trigger_configure() == TransitionCallbackReturn.SUCCESS and not stop.is_set():
+                node.trigger_activate()
         while not stop.is_set() and rclpy.ok():
             executor.spin_once(timeout_sec=0.1)
     except ExternalShutdownException:
         pass
     finally:
+        node._closing = True
         node._stop_stream()
         node._torch.shutdown(wait=False, cancel_futures=True)
         executor.shutdown()

@@ -1,4 +1,4 @@
-"""The detector node's parameters: one table, pure validation, no ROS import.
+"""The detector node's parameters: one table, pure validation, importing neither torch nor rclpy.
 
 The node declares these with descriptors (ranges, read-only flags); the launch
 helper and tests read the same table. ``live`` parameters take effect on the
@@ -7,15 +7,17 @@ model in the background and swap it in; the rest apply at the next configure.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
-from .detector import BACKENDS
+from .backends import BACKENDS
 from .image_codec import DEFAULT_MAX_PIXELS, NORMALIZATIONS
 from .precision import PRECISIONS
 
 RELIABILITIES = ("best_effort", "reliable")
 NETWORK_STRIDE = 16  # every shipped network downsamples by 16
+DEVICE_SYNTAX = re.compile(r"cpu|cuda(:(0|[1-9][0-9]*))?")
 
 
 @dataclass(frozen=True)
@@ -30,7 +32,7 @@ class ParamSpec:
 
 
 def _models() -> Sequence[str]:
-    from .models import list_models
+    from .models import list_models  # imports torch: only the node, which has it already, gets here
     return list_models()
 
 
@@ -62,6 +64,8 @@ PARAMS = (
               range=(1, 100), effect="configure"),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.1, 60.0),
               effect="configure"),
+    ParamSpec("stall_periods", 5, "/diagnostics goes ERROR when frames arrive but nothing is published for this "
+              "many typical inference times (median recent latency; never under 5 s).", range=(1, 10_000)),
 )
 SPECS = {p.name: p for p in PARAMS}
 
@@ -95,6 +99,6 @@ def validate(name: str, value: Any) -> Optional[str]:
         return f"{name} must be a string"
     if choices is not None and value not in choices:
         return f"{name}={value!r} is not one of: {', '.join(choices)}"
-    if name == "device" and not (value == "cpu" or value.startswith("cuda")):
+    if name == "device" and not DEVICE_SYNTAX.fullmatch(value):
         return f"device={value!r}: use cpu, cuda or cuda:N"
     return None

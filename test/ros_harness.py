@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
+import torch
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
@@ -26,23 +27,88 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
-from rcl_interfaces.srv import SetParameters  # noqa: E402
+from rcl_interfaces.srv import GetParameters, SetParameters, SetParametersAtomically  # noqa: E402
 from rclpy.node import Node  # noqa: E402
-from rclpy.qos import QoSProfile, ReliabilityPolicy  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
-from vision_msgs.msg import Detection2DArray  # noqa: E402
+from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
 
 from irstd_ros.background_spin import BackgroundSpin  # noqa: E402
 
 DETECTOR = [sys.executable, "-m", "irstd_ros.detector_node"]
+TEST_DIR = Path(__file__).resolve().parent
 
 
 def start_detector(*ros_args: str, name: str = "detector", namespace: str = "irstd",
-                   log: Optional[Path] = None) -> subprocess.Popen:
+                   log: Optional[Path] = None, fault_models: bool = False) -> subprocess.Popen:
+    """The detector in its own process; ``fault_models`` registers ``test/fault_models.py`` in it."""
     cmd = [*DETECTOR, "--ros-args", "-r", f"__node:={name}", "-r", f"__ns:=/{namespace}", *ros_args]
     out = open(log, "w") if log else subprocess.DEVNULL
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ))
+    env = dict(os.environ)
+    if fault_models:
+        env["IRSTD_TEST_MODEL_MODULES"] = "fault_models"
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TEST_DIR), env.get("PYTHONPATH")]))
+    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+FAULT_MODEL = "fault_probe"  # registered by test/fault_models.py, in the node's process only
+FAULT_GAIN = 40.0
+
+
+def fault_checkpoint(path: Path, **model_args) -> Path:
+    """A checkpoint for the fault model: ``model_args`` choose its fault (see test/fault_models.py)."""
+    torch.save({"model": FAULT_MODEL, "model_args": model_args, "state_dict": {"gain": torch.tensor(FAULT_GAIN)}},
+               path)
+    return path
+
+
+def stop_detector(proc: subprocess.Popen, timeout: float = 30.0) -> Optional[int]:
+    """SIGTERM, then the exit code (None if it had to be killed)."""
+    proc.terminate()
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def parameter_value(value) -> ParameterValue:
+    """A Python value as a ParameterValue of the matching type (lists by their first element's type)."""
+    v = ParameterValue()
+    if isinstance(value, bool):
+        v.type, v.bool_value = ParameterType.PARAMETER_BOOL, value
+    elif isinstance(value, int):
+        v.type, v.integer_value = ParameterType.PARAMETER_INTEGER, value
+    elif isinstance(value, float):
+        v.type, v.double_value = ParameterType.PARAMETER_DOUBLE, value
+    elif isinstance(value, str):
+        v.type, v.string_value = ParameterType.PARAMETER_STRING, value
+    elif isinstance(value, bytes):
+        v.type, v.byte_array_value = ParameterType.PARAMETER_BYTE_ARRAY, [bytes([b]) for b in value]
+    else:
+        kinds = {bool: (ParameterType.PARAMETER_BOOL_ARRAY, "bool_array_value"),
+                 int: (ParameterType.PARAMETER_INTEGER_ARRAY, "integer_array_value"),
+                 float: (ParameterType.PARAMETER_DOUBLE_ARRAY, "double_array_value"),
+                 str: (ParameterType.PARAMETER_STRING_ARRAY, "string_array_value")}
+        v.type, field = kinds[type(value[0]) if value else str]
+        setattr(v, field, list(value))
+    return v
+
+
+def python_value(v: ParameterValue):
+    return {ParameterType.PARAMETER_BOOL: v.bool_value, ParameterType.PARAMETER_INTEGER: v.integer_value,
+            ParameterType.PARAMETER_DOUBLE: v.double_value, ParameterType.PARAMETER_STRING: v.string_value}.get(
+        v.type, None)
 
 
 def stamp_key(stamp) -> int:
@@ -80,11 +146,17 @@ class Harness:
         self.overlays: Dict[int, Image] = {}
         self.arrival: Dict[int, float] = {}
         self.diagnostics: List[DiagnosticArray] = []
+        self.label_infos: List[LabelInfo] = []
         self.node.create_subscription(Detection2DArray, f"/{namespace}/detections", self._store(self.detections, True), q)
         self.node.create_subscription(Image, f"/{namespace}/mask", self._store(self.masks), q)
         self.node.create_subscription(Image, f"/{namespace}/scores", self._store(self.scores), q)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diag, q)
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.node.create_subscription(LabelInfo, f"/{namespace}/label_info", self._label_info, latched)
         self.set_params = self.node.create_client(SetParameters, f"{self.fqn}/set_parameters")
+        self.set_params_atomically = self.node.create_client(SetParametersAtomically,
+                                                             f"{self.fqn}/set_parameters_atomically")
+        self.get_params = self.node.create_client(GetParameters, f"{self.fqn}/get_parameters")
         self.change_state = self.node.create_client(ChangeState, f"{self.fqn}/change_state")
         self.get_state = self.node.create_client(GetState, f"{self.fqn}/get_state")
         self._spin = BackgroundSpin(self.node)
@@ -101,6 +173,10 @@ class Harness:
     def _diag(self, msg):
         with self.lock:
             self.diagnostics.append(msg)
+
+    def _label_info(self, msg):
+        with self.lock:
+            self.label_infos.append(msg)
 
     def subscribe_overlay(self):
         q = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -141,17 +217,27 @@ class Harness:
         return self.call(self.change_state, ChangeState.Request(transition=Transition(id=transition_id))).success
 
     def set_param(self, name: str, value):
-        v = ParameterValue()
-        if isinstance(value, bool):
-            v.type, v.bool_value = ParameterType.PARAMETER_BOOL, value
-        elif isinstance(value, int):
-            v.type, v.integer_value = ParameterType.PARAMETER_INTEGER, value
-        elif isinstance(value, float):
-            v.type, v.double_value = ParameterType.PARAMETER_DOUBLE, value
-        else:
-            v.type, v.string_value = ParameterType.PARAMETER_STRING, value
-        res = self.call(self.set_params, SetParameters.Request(parameters=[Parameter(name=name, value=v)]))
+        res = self.call(self.set_params, SetParameters.Request(parameters=[Parameter(name=name, value=parameter_value(value))]))
         return res.results[0]
+
+    def set_atomically(self, **values):
+        """Several parameters in one request: one on-set callback, so one model reload."""
+        params = [Parameter(name=k, value=parameter_value(v)) for k, v in values.items()]
+        return self.call(self.set_params_atomically, SetParametersAtomically.Request(parameters=params)).result
+
+    def param(self, name: str):
+        return python_value(self.call(self.get_params, GetParameters.Request(names=[name])).values[0])
+
+    def wait_diagnostics(self, predicate, timeout: float = 60.0) -> Dict[str, str]:
+        """The first diagnostics (newest first) that satisfy ``predicate``; the last seen if none did in time."""
+        deadline = time.time() + timeout
+        d = {}
+        while time.time() < deadline:
+            d = self.latest_diagnostics()
+            if d and predicate(d):
+                return d
+            time.sleep(0.05)
+        return d
 
     # ------------------------------------------------------------ frames
     def send(self, msg: Image) -> int:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -84,3 +86,19 @@ def test_launch_file_builds_a_lifecycle_node():
         action.visit(ctx)
     nodes = ld.entities[-1].execute(ctx)
     assert len(nodes) == 1 and isinstance(nodes[0], LifecycleNode)
+
+
+def test_the_launch_helper_imports_neither_torch_nor_rclpy():
+    """``ros2 launch`` must not pay torch's import (seconds) before the node starts."""
+    code = ("import sys; from irstd_ros.launch_config import detector_node_config; "
+            "import irstd_ros.node_params; detector_node_config(); "
+            "print(sorted(m for m in ('torch', 'rclpy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out
+
+
+def test_device_syntax():
+    for ok in ("cpu", "cuda", "cuda:0", "cuda:12"):
+        assert validate("device", ok) is None, ok
+    for bad in ("gpu", "cuda:", "cuda:-1", "cuda:01", "cudax", "cuda:1:2", " cpu", ""):
+        assert validate("device", bad), bad

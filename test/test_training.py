@@ -131,6 +131,14 @@ def test_ddp_two_processes_keep_identical_replicas(tmp_path, tiny_sirst):
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["step"] == 3
 
 
+def test_ddp_backend_follows_the_training_device():
+    """NCCL only when the model trains on CUDA: a CPU model on a CUDA machine needs gloo (NCCL has no CPU
+    tensors). The two-process test above is the end-to-end check; on a CUDA machine it failed before this fix."""
+    from training.train import process_group_backend
+    assert process_group_backend(torch.device("cpu")) == "gloo"
+    assert process_group_backend(torch.device("cuda", 0)) == "nccl"
+
+
 def test_error_breakdown_accounts_for_every_lost_pixel(tiny_sirst, capsys):
     """Its IoU equals the metrics module's, and missed + false pixels = union - intersection."""
     from irstd_ros.datasets import IRSTDDataset, paper_size

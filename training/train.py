@@ -136,12 +136,17 @@ def main(argv=None) -> int:
         return 2
 
 
+def process_group_backend(device: torch.device) -> str:
+    """NCCL moves only CUDA tensors: the backend follows the device the model trains on, not the machine."""
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
 def train(cfg: dict, args) -> int:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    if world > 1:
-        dist.init_process_group("gloo" if not torch.cuda.is_available() else "nccl")
     device = torch.device("cpu")
+    if world > 1:
+        dist.init_process_group(process_group_backend(device))
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     precision = resolve_precision(cfg["precision"], device)

@@ -1,0 +1,20 @@
+"""``precision: auto`` picks bf16 only where the hardware computes it natively."""
+from __future__ import annotations
+
+import pytest
+
+from irstd_ros.precision import resolve_precision
+
+
+@pytest.mark.parametrize("capability, want", [((6, 1), "fp32"), ((7, 0), "fp32"), ((7, 5), "fp32"),
+                                              ((8, 0), "bf16"), ((8, 6), "bf16"), ((9, 0), "bf16")])
+def test_auto_on_cuda_follows_the_compute_capability(capability, want):
+    # torch.cuda.is_bf16_supported() says yes on a T4 (7.5) too, where bf16 is emulated and slow
+    assert resolve_precision("auto", "cuda:0", cuda_capability=capability) == want
+
+
+def test_explicit_choices_are_kept_and_unknown_ones_refused():
+    assert resolve_precision("fp32", "cuda", cuda_capability=(9, 0)) == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(ValueError, match="unknown precision"):
+        resolve_precision("fp16", "cpu")
