@@ -42,7 +42,7 @@ from .checkpoints import operating_threshold
 from .detector import Detector, DetectorConfig, device_problem
 from .errors import ImageFormatError, one_line
 from .frame_slot import FrameSlot
-from .node_params import PARAMS, validate
+from .node_params import PARAMS, stride_problem, validate
 from .pipeline import Detection, postprocess
 from .plots import overlay as draw_overlay
 
@@ -162,6 +162,10 @@ class DetectorNode(LifecycleNode):
             reason = f"weights file not found: {value}"
         if reason is None and name == "device":
             reason = device_problem(value)
+        if reason is None and name == "input_size":
+            reason = stride_problem(self.p("model"), value)
+        if reason is None and name == "model":
+            reason = stride_problem(value, self.p("input_size"))
         return reason
 
     def _on_set_parameters(self, params) -> SetParametersResult:

@@ -16,7 +16,6 @@ from .image_codec import DEFAULT_MAX_PIXELS, NORMALIZATIONS
 from .precision import PRECISIONS
 
 RELIABILITIES = ("best_effort", "reliable")
-NETWORK_STRIDE = 16  # every shipped network downsamples by 16
 DEVICE_SYNTAX = re.compile(r"cpu|cuda(:(0|[1-9][0-9]*))?")
 
 
@@ -34,6 +33,20 @@ class ParamSpec:
 def _models() -> Sequence[str]:
     from .models import list_models  # imports torch: only the node, which has it already, gets here
     return list_models()
+
+
+def stride_problem(model: str, input_size: int) -> Optional[str]:
+    """Why ``input_size`` cannot be used with ``model`` (not a multiple of its registered stride), else None."""
+    if not input_size:
+        return None
+    from .models import model_cfg  # imports torch: only the node, which has it already, gets here
+    try:
+        stride = model_cfg(model).stride
+    except KeyError:
+        return None  # an unknown model is refused on its own
+    if input_size % stride:
+        return f"input_size={input_size} must be 0 or a multiple of {model}'s stride {stride}"
+    return None
 
 
 PARAMS = (
@@ -92,8 +105,6 @@ def validate(name: str, value: Any) -> Optional[str]:
             return f"{name}={value} is out of range: must be in ({lo}, {hi})"
         if not spec.exclusive and not lo <= value <= hi:
             return f"{name}={value} is out of range: must be in [{lo}, {hi}]"
-        if name == "input_size" and value % NETWORK_STRIDE:
-            return f"input_size={value} must be 0 or a multiple of {NETWORK_STRIDE}"
         return None
     if not isinstance(value, str):
         return f"{name} must be a string"

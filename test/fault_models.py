@@ -23,7 +23,7 @@ import time
 import torch
 import torch.nn as nn
 
-from irstd_ros.models import register_model
+from irstd_ros.models import ModelCfg, register_model
 
 
 def _raise(type_name: str):
@@ -47,7 +47,7 @@ class FaultProbe(nn.Module):
         return (x - 0.5) * self.gain
 
 
-@register_model
+@register_model(ModelCfg(stride=16, description="test-only: fails on command"))
 def fault_probe(build_raises: str = "", build_sleeps_s: float = 0.0, **kwargs) -> nn.Module:
     time.sleep(build_sleeps_s)
     if build_raises:

@@ -281,3 +281,39 @@ def test_overlay_is_published_only_while_subscribed(graph, frame):
         assert ((rgb[..., 0] == 255) & (rgb[..., 1] == 0)).any()  # the predicted outline, in red
     finally:
         h.node.destroy_subscription(sub)
+
+
+def test_hot_swap_to_irmamba_and_back_and_a_corrupt_irmamba_keeps_serving(graph, frame, tmp_path):
+    """model:=irmamba swaps in live (an untrained test-sized IRMamba: this checks serving, not accuracy),
+    a corrupt IRMamba checkpoint fails in one line while IRMamba keeps answering, and LRRNet swaps back."""
+    import torch
+
+    from irstd_ros.models import create_model, model_cfg
+    h, proc, log = graph
+    img8, _ = frame
+    args = dict(model_cfg("irmamba").tiny_args)
+    ckpt = tmp_path / "irmamba_tiny.pt"
+    torch.save({"model": "irmamba", "model_args": args, "state_dict": create_model("irmamba", **args).state_dict()},
+               ckpt)
+    assert h.set_atomically(model="irmamba", weights=str(ckpt)).successful
+    d = h.wait_diagnostics(lambda d: d.get("backend", "").startswith("irmamba/"))
+    assert d["backend"].startswith("irmamba/") and d["weights"] == str(ckpt), d
+    msg = image_from_array(img8, "mono8", next_stamp())
+    out = roundtrip(h, msg)
+    assert out.header.stamp == msg.header.stamp and out.header.frame_id == msg.header.frame_id
+
+    corrupt = tmp_path / "irmamba_corrupt.pt"
+    corrupt.write_bytes(ckpt.read_bytes()[:2000])       # truncated: torch.load fails
+    assert h.set_param("weights", str(corrupt)).successful
+    d = h.wait_diagnostics(lambda d: "corrupt" in d.get("message", ""), timeout=30)
+    assert d["level"] == 2 and d["backend"].startswith("irmamba/") and d["weights"] == str(ckpt), d
+    lines = [line for line in log.read_text().splitlines() if "irmamba_corrupt" in line]
+    assert lines and "Traceback" not in log.read_text().split(str(corrupt))[-1][:2000]
+    assert proc.poll() is None
+    out = roundtrip(h, image_from_array(img8, "mono8", next_stamp()))
+    assert out is not None                                # IRMamba still answers
+
+    assert h.set_atomically(model="lrrnet", weights="").successful
+    d = h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet/") and d.get("level") == 0)
+    assert d["backend"].startswith("lrrnet/"), d
+    assert roundtrip(h, image_from_array(img8, "mono8", next_stamp())).detections

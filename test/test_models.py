@@ -35,6 +35,20 @@ def test_a_factory_with_capitals_is_listed_and_built_by_any_spelling():
         registry._REGISTRY.pop("tinycaps")
 
 
+def test_input_size_is_checked_against_the_models_own_stride():
+    from irstd_ros.node_params import stride_problem
+
+    @register_model(ModelCfg(stride=32))
+    def stride32():
+        return torch.nn.Identity()
+    try:
+        assert stride_problem("stride32", 48) and "stride 32" in stride_problem("stride32", 48)
+        assert stride_problem("stride32", 64) is None and stride_problem("stride32", 0) is None
+        assert stride_problem("lrrnet", 48) is None and stride_problem("lrrnet", 40)
+    finally:
+        registry._REGISTRY.pop("stride32")
+
+
 # ---- every registered model, with its tiny test variant ------------------------------------------------------------
 MODELS = list_models()
 
