@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from irstd_ros.models import create_model, list_models, model_cfg  # noqa: E402
+from irstd_ros.models import create_model, list_models  # noqa: E402
 from irstd_ros.ops import (haar_dwt2d, haar_dwt2d_reference, haar_idwt2d, selective_scan,  # noqa: E402
                            selective_scan_blocked, selective_scan_reference)
 from irstd_ros.ops import triton_kernels  # noqa: E402

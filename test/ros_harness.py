@@ -5,6 +5,7 @@ session-unique ROS_DOMAIN_ID and a temporary ROS_LOG_DIR.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -50,6 +51,29 @@ def start_detector(*ros_args: str, name: str = "detector", namespace: str = "irs
         env["IRSTD_TEST_MODEL_MODULES"] = "fault_models"
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TEST_DIR), env.get("PYTHONPATH")]))
     return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+@contextlib.contextmanager
+def running_detector(*ros_args: str, log: Path, name: str = "detector", namespace: str = "irstd",
+                     fault_models: bool = False):
+    """A detector process and a harness on it, active with its image subscription matched; stopped after."""
+    proc = start_detector(*ros_args, name=name, namespace=namespace, log=log, fault_models=fault_models)
+    h = Harness(namespace=namespace, node_name=name)
+    try:
+        h.wait_state("active")
+        h.wait_subscribed()
+        yield h, proc
+    finally:
+        h.close()
+        stop_detector(proc)
+
+
+def wait_log(log: Path, needle: str, timeout: float = 30.0) -> str:
+    """The node's log once ``needle`` appears in it (or when ``timeout`` runs out)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and needle not in log.read_text():
+        time.sleep(0.2)
+    return log.read_text()
 
 
 FAULT_MODEL = "fault_probe"  # registered by test/fault_models.py, in the node's process only

@@ -24,8 +24,8 @@ from irstd_ros.datasets import read_image
 from irstd_ros.node_params import PARAMS
 from irstd_ros.pipeline import postprocess
 
-from ros_harness import FAULT_GAIN, FAULT_MODEL as FAULT, Harness, fault_checkpoint, image_from_array  # noqa: I100
-from ros_harness import rss_mb, start_detector, stamp_key, stop_detector  # noqa: I100
+from ros_harness import FAULT_GAIN, FAULT_MODEL as FAULT, fault_checkpoint, image_from_array  # noqa: I100
+from ros_harness import rss_mb, running_detector, stamp_key  # noqa: I100
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -63,18 +63,11 @@ def probe(tmp_path_factory) -> str:
 def graph(tmp_path_factory, probe):
     print(f"fuzz seed: {SEED}")
     log = tmp_path_factory.mktemp("fuzz") / "detector.log"
-    proc = start_detector("-p", f"model:={FAULT}", "-p", f"weights:={probe}", "-p", f"max_image_pixels:={MAX_PIXELS}",
+    with running_detector("-p", f"model:={FAULT}", "-p", f"weights:={probe}", "-p", f"max_image_pixels:={MAX_PIXELS}",
                           "-p", "qos_reliability:=reliable", "-p", "qos_depth:=50", "-p", "diagnostics_period:=0.1",
                           "-p", f"threshold:={THRESHOLD}", "-p", "precision:=fp32", name="fuzz",
-                          namespace="irstd_fuzz", log=log, fault_models=True)
-    h = Harness(namespace="irstd_fuzz", node_name="fuzz")
-    try:
-        h.wait_state("active")
-        h.wait_subscribed()
+                          namespace="irstd_fuzz", log=log, fault_models=True) as (h, proc):
         yield h, proc, log
-    finally:
-        h.close()
-        stop_detector(proc)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from irstd_ros.checkpoints import default_weights
 from irstd_ros.datasets import read_image
 
 from ros_harness import FAULT_MODEL as FAULT, Harness, fault_checkpoint, image_from_array, start_detector  # noqa: I100
-from ros_harness import stop_detector  # noqa: I100
+from ros_harness import running_detector, stop_detector, wait_log  # noqa: I100
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
@@ -64,15 +64,8 @@ def level_is(level):
 def graph(tmp_path_factory):
     """A node with the fault models registered and no threshold set (so the model card's applies)."""
     log = tmp_path_factory.mktemp("node") / "detector.log"
-    proc = start_detector("-p", f"diagnostics_period:={DIAG_PERIOD}", log=log, fault_models=True)
-    h = Harness()
-    try:
-        h.wait_state("active")
-        h.wait_subscribed()
+    with running_detector("-p", f"diagnostics_period:={DIAG_PERIOD}", log=log, fault_models=True) as (h, proc):
         yield h, proc, log
-    finally:
-        h.close()
-        stop_detector(proc)
 
 
 def back_to_lrrnet(h):
@@ -229,10 +222,7 @@ def test_configure_fails_with_its_reason_in_one_line(tmp_path):
     h = Harness(namespace="irstd_cfg", node_name="cfg")
     try:
         h.wait_state("unconfigured", timeout=60)
-        deadline = time.time() + 30
-        while time.time() < deadline and "configure failed" not in log.read_text():
-            time.sleep(0.2)
-        lines = [x for x in log.read_text().splitlines() if "configure failed" in x]
+        lines = [x for x in wait_log(log, "configure failed").splitlines() if "configure failed" in x]
         assert len(lines) == 1 and "device='cuda:7' cannot be used" in lines[0], lines
         path = fault_checkpoint(tmp_path / "assert.pt", build_raises="AssertionError")
         assert h.set_atomically(device="cpu", model=FAULT, weights=str(path)).successful

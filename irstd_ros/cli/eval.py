@@ -10,7 +10,6 @@ import math
 import sys
 from pathlib import Path
 
-import torch
 
 from ..checkpoints import operating_threshold
 from ..datasets import PROTOCOLS, IRSTDDataset
