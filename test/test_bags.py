@@ -94,7 +94,9 @@ def test_offline_eval_is_bit_identical_to_irstd_eval(bags, tmp_path):
 
 
 def test_live_eval_at_a_sustainable_rate_matches_irstd_eval(bags, tmp_path):
-    r = run(BAG, "eval", bags / "mono8", "--mode", "live", "--rate", "0.2", "--json", tmp_path / "l.json")
+    # 0.5 frames/s: sustainable with room to spare even on a loaded 2-core machine (at 2 frames/s a
+    # fresh-clone run beside a training job answered 4 of 10)
+    r = run(BAG, "eval", bags / "mono8", "--mode", "live", "--rate", "0.05", "--json", tmp_path / "l.json")
     assert r.returncode == 0, r.stderr
     res = json.loads((tmp_path / "l.json").read_text())
     assert (res["frames_sent"], res["frames_answered"], res["dropped"]) == (10, 10, 0), res

@@ -27,8 +27,9 @@ def main(argv=None) -> int:
 
     fig, ax = plt.subplots(1, 3, figsize=(14, 4))
     ep = [r["epoch"] for r in rows]
-    for key in ("loss", "seg", "rec"):
-        ax[0].plot(ep, [r[key] for r in rows], label=key)
+    skip = {"epoch", "step", "lr", "epoch_time_s", "machine", "val"}
+    for key in [k for k in rows[0] if k not in skip and isinstance(rows[0][k], (int, float))]:
+        ax[0].plot(ep, [r.get(key, float("nan")) for r in rows], label=key)  # each loss's own parts
     ax[0].set_yscale("log")
     ax[0].set_title("training loss")
     ax[0].legend()
