@@ -195,6 +195,6 @@ def test_paper_configuration():
     m = create_model("irmamba")
     assert m.stride == model_cfg("irmamba").stride == 16
     assert [len(level.mamba_blocks) for level in m.levels] == [1, 2, 2]
-    assert [len(level.lrm.stages) for level in m.decoder] == [4, 3, 2, 1]      # deep to shallow (docstring)
+    assert [len(level.lrm.stages) for level in m.decoder] == [1, 2, 3, 4]      # deep to shallow, as the paper
     assert all(isinstance(b.ssm.neighbor, PixelDifferenceTerm) for level in m.levels for b in level.mamba_blocks)
     assert create_model("irmamba", pixel_difference=False).levels[0].mamba_blocks[0].ssm.neighbor is None
