@@ -38,7 +38,9 @@ def test_op_on_cpu_runs_the_cpp_kernel_exactly_in_float64():
     from irstd_ros.ops.selective_scan import _kernel_args
     direct = ext.forward(*_kernel_args(args["u"], args["delta"], args["A"], args["B"], args["C"], args["D"],
                                        args["z"], args["delta_bias"], args["neighbor"]), True)
-    torch.testing.assert_close(selective_scan(**args), direct, rtol=0, atol=0)
+    # to the last bits, not bit for bit: built with -fassociative-math, the kernel's vectorised sums may
+    # associate differently with the buffers' alignment (seen: 1 element of 444 off by 4e-17)
+    torch.testing.assert_close(selective_scan(**args), direct, rtol=1e-14, atol=1e-15)
     torch.testing.assert_close(direct, selective_scan_reference(**args), rtol=1e-12, atol=1e-12)
 
 
