@@ -22,9 +22,14 @@ import torch
 
 log = logging.getLogger("irstd_ros.ops")
 SOURCES = [Path(__file__).parent / "csrc" / "selective_scan_cpu.cpp"]
-# -fopenmp: at::parallel_for is an inline OpenMP loop; without it the kernel runs on one thread
-CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fassociative-math",
-          "-fno-signed-zeros"]
+# -fopenmp: at::parallel_for is an inline OpenMP loop; without it the kernel runs on one thread.
+# Bit-for-bit determinism (training resumes bit-exactly only with it): no -fassociative-math, and
+# -ffp-contract=off. Otherwise a loop's vectorised body and its scalar peel/remainder round
+# differently (reassociated sums, fused multiply-adds), and how many elements each takes depends
+# on the buffers' alignment, so identical inputs gave results differing in the last bit from call
+# to call (test_cpp_kernel_is_deterministic_bit_for_bit).
+CFLAGS = ["-O3", "-march=native", "-fopenmp", "-fno-math-errno", "-fno-trapping-math", "-fno-signed-zeros",
+          "-ffp-contract=off"]
 LDFLAGS = ["-fopenmp"]
 
 
