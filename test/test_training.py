@@ -46,14 +46,23 @@ def weights(path: Path, key: str = "model"):
     return torch.load(path, map_location="cpu", weights_only=False)[key]
 
 
-def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path, tiny_sirst):
-    straight = tiny_config(tmp_path / "a", tiny_sirst, ema_decay=0.9)
+def _registered():
+    from irstd_ros.models import list_models
+    return list_models()
+
+
+@pytest.mark.parametrize("name", _registered())
+def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path, tiny_sirst, name):
+    """Every registered model (its test-sized variant, its own loss) resumes bit-exactly after a SIGKILL."""
+    from irstd_ros.models import model_cfg
+    model = {"model": name, "model_args": dict(model_cfg(name).tiny_args)}
+    straight = tiny_config(tmp_path / "a", tiny_sirst, ema_decay=0.9, **model)
     r = run(train_cmd(straight))
     assert r.returncode == 0, r.stderr
     reference = weights(tmp_path / "a" / "runs" / "tiny" / "last.pt")
     reference_ema = weights(tmp_path / "a" / "runs" / "tiny" / "last.pt", "ema")
 
-    killed = tiny_config(tmp_path / "b", tiny_sirst, ema_decay=0.9)
+    killed = tiny_config(tmp_path / "b", tiny_sirst, ema_decay=0.9, **model)
     log = tmp_path / "b" / "runs" / "tiny" / "metrics.jsonl"
     proc = subprocess.Popen(train_cmd(killed), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.time() + 300
