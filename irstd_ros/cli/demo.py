@@ -133,6 +133,17 @@ def live(args) -> int:
         stop(node)
 
 
+def check_weights(model: str, weights: str) -> None:
+    """Fail here, in one line, on weights the node could not load (it would stay unconfigured and
+    the demo would wait for it): none shipped for the model, missing, corrupt, or another model's."""
+    from ..checkpoints import default_weights, read_checkpoint
+    from ..errors import CheckpointError
+    path = weights or default_weights(model)
+    found = read_checkpoint(path)["model"]
+    if found != model:
+        raise CheckpointError(f"checkpoint {path} is for model {found!r}, not {model!r}")
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     try:
@@ -143,6 +154,7 @@ def main(argv=None) -> int:
             raise IRSTDError("--threshold must be in (0, 1)")
         if args.rate <= 0 or args.passes < 1:
             raise IRSTDError("--rate must be > 0 and --passes >= 1")
+        check_weights(args.model, args.weights)
         return offline(args) if args.offline else live(args)
     except (IRSTDError, ValueError, OSError) as exc:
         print(f"irstd-demo: error: {one_line(exc)}", file=sys.stderr)

@@ -1,0 +1,39 @@
+"""irstd-demo's input checks: weights the node could not load fail at once, in one line, instead of
+leaving the demo waiting for a node that stays unconfigured; a new model runs from a checkpoint."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from irstd_ros.models import create_model, model_cfg
+
+DEMO = [sys.executable, "-m", "irstd_ros.cli.demo"]
+
+
+def run(*args):
+    return subprocess.run([*DEMO, *map(str, args)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (("--model", "irmamba"), "no shipped weights for model 'irmamba'"),
+    (("--model", "yolo"), "unknown model 'yolo'"),
+    (("--model", "irmamba", "--weights", "irstd_ros/weights/lrrnet_sirst-v1.pt"), "is for model 'lrrnet'"),
+    (("--weights", "missing.pt"), "checkpoint not found"),
+])
+def test_unloadable_weights_fail_in_one_line(args, fragment):
+    r = run(*args)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and fragment in lines[0], r.stderr
+
+
+def test_offline_demo_runs_irmamba_from_a_checkpoint(tmp_path):
+    args = dict(model_cfg("irmamba").tiny_args)
+    ckpt = tmp_path / "irmamba.pt"
+    torch.save({"model": "irmamba", "model_args": args, "state_dict": create_model("irmamba", **args).state_dict()},
+               ckpt)
+    r = run("--model", "irmamba", "--weights", ckpt, "--offline")
+    assert r.returncode == 0, r.stderr
+    assert "irmamba/" in r.stdout and "Misc_" in r.stdout
