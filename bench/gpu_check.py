@@ -173,7 +173,6 @@ def main() -> int:
         return 2
     print(f"{torch.cuda.get_device_name()} | torch {torch.__version__} | triton available {triton_kernels.AVAILABLE}"
           f" | {platform.python_version()} | TF32 {'off' if args.no_tf32 else 'on'}", flush=True)
-    failed = False
     for part in (PARTS[p] for p in args.parts):
         try:
             part()
