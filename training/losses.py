@@ -6,7 +6,7 @@ autocast by the training loop) and ``forward(outputs, image, target) -> (total, 
 :class:`SegLoss`: SoftIoU + L1 on the mask probabilities, plus an optional
 BCE-with-logits term. LRRNet's paper loss is SoftIoU + L1 and ``λ·MSE`` on its
 reconstruction (eq. 10, :class:`LRRNetLoss`); IRMamba's paper gives no loss and uses
-:class:`SegLoss`.
+:class:`SegLoss`; IRSAM's is Dice + 10·BCE on its edge map (:class:`IRSAMLoss`).
 
 Deviation from the LRRNet paper, on purpose: the BCE term (``bce_weight``, default
 0 = the paper's loss). SoftIoU and L1 act on sigmoid probabilities; with them
@@ -78,7 +78,46 @@ class LRRNetLoss(SegLoss):
         return total + self.recon_weight * rec, {"seg": seg.detach(), "rec": rec.detach()}
 
 
-LOSSES = {"seg": SegLoss, "lrrnet": LRRNetLoss}
+def dice_loss(probs: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """IRSAM's eq. 10, 1 - 2|Y∩P| / (|Y| + |P|), soft and over the whole batch (see :func:`soft_iou_loss`)."""
+    inter = (probs * target).sum()
+    return 1.0 - (2 * inter + eps) / (probs.sum() + target.sum() + eps)
+
+
+def inner_boundary(mask: torch.Tensor) -> torch.Tensor:
+    """Target pixels with a background 8-neighbour: the mask's edge (IRSAM's edge label; the authors run Canny
+    on the mask, which marks the same transitions). A 1-2 px target is all edge."""
+    eroded = -F.max_pool2d(-mask, 3, stride=1, padding=1)
+    return (mask - eroded).clamp_(0, 1)
+
+
+class IRSAMLoss(SegLoss):
+    """IRSAM's eq. 12: Dice(mask) + ``edge_weight`` · BCE(edge logits, edge of the mask), λ = 10.
+
+    ``bce_weight`` adds BCE on the mask logits (0 = the paper's loss), for the reason given for
+    :class:`SegLoss`: Dice alone also drives every background logit down until the sigmoid saturates.
+    """
+
+    def __init__(self, edge_weight: float = 10.0, bce_weight: float = 0.0, bce_pos_weight: float = 1.0):
+        super().__init__(bce_weight, bce_pos_weight)
+        self.edge_weight = edge_weight
+
+    def predict(self, net, image: torch.Tensor) -> dict:
+        logits, edge = net(image, return_edge=True)
+        return {"logits": logits, "edge": edge}
+
+    def forward(self, outputs: dict, image: torch.Tensor, target: torch.Tensor):
+        logits = outputs["logits"].float()
+        seg = dice_loss(torch.sigmoid(logits), target)
+        total = seg
+        if self.bce_weight:
+            total = total + self.bce_weight * F.binary_cross_entropy_with_logits(
+                logits, target, pos_weight=self.pos_weight)
+        edge = F.binary_cross_entropy_with_logits(outputs["edge"].float(), inner_boundary(target))
+        return total + self.edge_weight * edge, {"seg": seg.detach(), "edge": edge.detach()}
+
+
+LOSSES = {"seg": SegLoss, "lrrnet": LRRNetLoss, "irsam": IRSAMLoss}
 
 
 def build_loss(model: str, args: dict) -> torch.nn.Module:

@@ -1,5 +1,5 @@
 """IRSTD networks. Importing this package registers every model module."""
 from .registry import ModelCfg, create_model, list_models, model_cfg, register_model
-from . import irmamba, lrrnet  # noqa: F401  (each registers itself)
+from . import irmamba, irsam, lrrnet  # noqa: F401  (each registers itself)
 
 __all__ = ["ModelCfg", "create_model", "list_models", "model_cfg", "register_model"]

@@ -23,6 +23,9 @@ class ModelCfg:
     loss: str = "seg"                             # training loss (irstd_ros.losses.LOSSES)
     tiny_args: Dict[str, Any] = field(default_factory=dict)  # a small variant for fast tests
     paper_params: Optional[Tuple[float, float]] = None       # (parameter count, tolerance) of the paper config
+    # (recognises(state_dict), load(model, state_dict) -> report with .lines()): foreign checkpoints that
+    # training's ``init_from`` accepts besides our own (e.g. MobileSAM for IRSAM)
+    init_adapter: Optional[Tuple[Callable[[dict], bool], Callable[[Any, dict], Any]]] = None
     description: str = ""
 
 
