@@ -64,12 +64,15 @@ def inference_state_from_training(state: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def weights_from(path: str | Path) -> Dict[str, Any]:
-    """fp32 model weights from a training (last/best) or exported checkpoint, for fine-tuning."""
+    """fp32 model weights from a training (last/best) or exported checkpoint or a bare state dict, for fine-tuning."""
     try:
         state = load(path)
     except Exception as exc:
         raise CheckpointLoadError(f"cannot initialise from {path}: {exc.__class__.__name__}: {exc}") from None
-    sd = state.get("state_dict") or state.get("model")
+    if isinstance(state, dict) and state and all(isinstance(v, torch.Tensor) for v in state.values()):
+        sd = state  # a bare state dict (e.g. a MobileSAM checkpoint)
+    else:
+        sd = state.get("state_dict") or state.get("model") if isinstance(state, dict) else None
     if not isinstance(sd, dict):
         raise CheckpointLoadError(f"{path} holds no model weights")
     return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}

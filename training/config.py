@@ -13,7 +13,8 @@ DEFAULTS: Dict[str, Any] = {
     "name": None,                 # run name; defaults to the config file's stem
     "model": "lrrnet",
     "model_args": {},
-    "init_from": None,            # weights to start from (a best.pt / last.pt / exported checkpoint): fine-tuning
+    "init_from": None,            # weights to start from (a best.pt / last.pt / exported checkpoint, or a foreign one
+                                  # the model's init_adapter reads, e.g. MobileSAM for irsam); "{out_dir}" expands
     "datasets": [],               # [{root, train_split, val_split, weight}]
     "base_size": 256,             # paper protocol: every image is resized to this first
     "crop_size": 256,             # random crop after a random rescale

@@ -29,7 +29,7 @@ from irstd_ros.machine import machine_description
 from irstd_ros.datasets import IRSTDDataset, paper_size
 from irstd_ros.errors import IRSTDError
 from irstd_ros.metrics import MetricAccumulator
-from irstd_ros.models import create_model
+from irstd_ros.models import create_model, model_cfg
 from irstd_ros.pipeline import preprocess, restore, run_model
 from irstd_ros.precision import autocast, resolve_precision
 
@@ -98,6 +98,24 @@ class WeightEMA:
         model.load_state_dict(self.shadow)
 
 
+def initialise(model: torch.nn.Module, name: str, path: str, log=print) -> None:
+    """Start from ``path``: our own checkpoint of this model (all keys must match), or a foreign one the
+    model's registered ``init_adapter`` recognises (it maps what matches and reports the rest, a line each)."""
+    state = checkpoint.weights_from(path)
+    adapter = model_cfg(name).init_adapter
+    if adapter is not None and adapter[0](state):
+        report = adapter[1](model, state)
+        for line in report.lines():
+            if log:
+                log(f"init_from {path}: {line}")
+        return
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise checkpoint.CheckpointLoadError(f"init_from {path} does not fit {name}: {first}") from None
+
+
 def rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
 
@@ -158,7 +176,8 @@ def train(cfg: dict, args) -> int:
     random.seed(cfg["seed"])
     model = create_model(cfg["model"], **cfg["model_args"]).to(device)
     if cfg["init_from"]:
-        model.load_state_dict(checkpoint.weights_from(cfg["init_from"]))
+        init_path = os.path.expanduser(str(cfg["init_from"]).format(out_dir=cfg["out_dir"]))
+        initialise(model, cfg["model"], init_path, log=print if rank == 0 else None)
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model.parameters())
