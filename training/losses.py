@@ -1,6 +1,6 @@
 """Training losses, one per model family, picked by the model's registered ``ModelCfg.loss``.
 
-Every loss has ``predict(net, image)`` (the forward pass the loss needs, run under
+Every loss has ``predict(net, image, target)`` (the forward pass the loss needs, run under
 autocast by the training loop) and ``forward(outputs, image, target) -> (total, parts)``.
 
 :class:`SegLoss`: SoftIoU + L1 on the mask probabilities, plus an optional
@@ -44,7 +44,7 @@ class SegLoss(torch.nn.Module):
         self.bce_weight = bce_weight
         self.register_buffer("pos_weight", torch.tensor(float(bce_pos_weight)))
 
-    def predict(self, net, image: torch.Tensor) -> dict:
+    def predict(self, net, image: torch.Tensor, target: torch.Tensor | None = None) -> dict:
         return {"logits": net(image)}
 
     def segmentation(self, logits: torch.Tensor, target: torch.Tensor):
@@ -68,7 +68,7 @@ class LRRNetLoss(SegLoss):
         super().__init__(bce_weight, bce_pos_weight)
         self.recon_weight = recon_weight
 
-    def predict(self, net, image: torch.Tensor) -> dict:
+    def predict(self, net, image: torch.Tensor, target: torch.Tensor | None = None) -> dict:
         logits, recon = net(image, return_reconstruction=True)
         return {"logits": logits, "recon": recon}
 
@@ -102,7 +102,7 @@ class IRSAMLoss(SegLoss):
         super().__init__(bce_weight, bce_pos_weight)
         self.edge_weight = edge_weight
 
-    def predict(self, net, image: torch.Tensor) -> dict:
+    def predict(self, net, image: torch.Tensor, target: torch.Tensor | None = None) -> dict:
         logits, edge = net(image, return_edge=True)
         return {"logits": logits, "edge": edge}
 
@@ -117,7 +117,32 @@ class IRSAMLoss(SegLoss):
         return total + self.edge_weight * edge, {"seg": seg.detach(), "edge": edge.detach()}
 
 
-LOSSES = {"seg": SegLoss, "lrrnet": LRRNetLoss, "irsam": IRSAMLoss}
+class DiffusionLoss(torch.nn.Module):
+    """IRSTD-Diff's eq. 16: ``||ε - ε_θ(x_t, t)||² + ce_weight · BCE(P, mask)``, λ = 10.
+
+    ``predict`` needs the mask (it noises it); ``bce_weight`` is accepted for the registry-wide checks and
+    means the same as ``ce_weight`` when given.
+    """
+
+    needs_target = True
+
+    def __init__(self, ce_weight: float = 10.0, bce_weight: float | None = None, bce_pos_weight: float = 1.0):
+        super().__init__()
+        self.ce_weight = float(ce_weight if bce_weight is None else bce_weight)
+        self.register_buffer("pos_weight", torch.tensor(float(bce_pos_weight)))
+
+    def predict(self, net, image: torch.Tensor, target: torch.Tensor | None = None) -> dict:
+        if target is None:
+            raise ValueError("the diffusion loss noises the target mask: predict(net, image, target)")
+        return net(image, target=target)
+
+    def forward(self, outputs: dict, image: torch.Tensor, target: torch.Tensor):
+        mse = F.mse_loss(outputs["eps"].float(), outputs["noise"].float())
+        ce = F.binary_cross_entropy_with_logits(outputs["logits"].float(), target, pos_weight=self.pos_weight)
+        return mse + self.ce_weight * ce, {"seg": ce.detach(), "diffusion": mse.detach()}
+
+
+LOSSES = {"seg": SegLoss, "lrrnet": LRRNetLoss, "irsam": IRSAMLoss, "diffusion": DiffusionLoss}
 
 
 def build_loss(model: str, args: dict) -> torch.nn.Module:

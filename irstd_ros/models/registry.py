@@ -15,6 +15,18 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 
 @dataclass(frozen=True)
+class Knob:
+    """A per-model setting the node exposes as the parameter ``<model>.<name>`` and applies on the next frame
+    through the model's ``configure(**{name: value})``. ``auto`` means "as the loaded weights were exported"."""
+
+    name: str
+    auto: Any                                     # the parameter's default: keep the weights' own value
+    description: str
+    range: Optional[Tuple[float, float]] = None   # numbers: inclusive bounds (``auto`` included)
+    choices: Optional[Tuple[str, ...]] = None     # strings: allowed values (``auto`` included)
+
+
+@dataclass(frozen=True)
 class ModelCfg:
     """What the rest of the package needs to know about a registered network."""
 
@@ -26,6 +38,10 @@ class ModelCfg:
     # (recognises(state_dict), load(model, state_dict) -> report with .lines()): foreign checkpoints that
     # training's ``init_from`` accepts besides our own (e.g. MobileSAM for IRSAM)
     init_adapter: Optional[Tuple[Callable[[dict], bool], Callable[[Any, dict], Any]]] = None
+    # (model, frame) -> {part: (module, example inputs)}: what a runtime compiles when the forward pass is not
+    # one graph (IRSTD-Diff: the per-frame condition and one denoising step); None: the whole model
+    export_parts: Optional[Callable[[Any, Any], Dict[str, Tuple[Any, tuple]]]] = None
+    knobs: Tuple[Knob, ...] = ()                  # node parameters ``<model>.<knob>``, live (see Knob)
     description: str = ""
 
 
