@@ -46,7 +46,7 @@ def main() -> int:
     for _ in range(args.steps):
         t0 = time.perf_counter()
         with autocast(args.precision):
-            out = loss_fn.predict(model, x)
+            out = loss_fn.predict(model, x, y)
         loss, _ = loss_fn(out, x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -115,7 +115,7 @@ def _gradient_cosine(name: str, fp32_parts=()) -> float:
     for precision in ("fp32", "bf16"):
         m.zero_grad()
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            out = loss_fn.predict(m, x)
+            out = loss_fn.predict(m, x, y)
         loss, _ = loss_fn(out, x, y)
         loss.backward()
         grads[precision] = torch.cat([p.grad.flatten() for p in m.parameters() if p.grad is not None])

@@ -5,14 +5,15 @@ through :class:`Detector`, so they all see identical numbers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
 from .backends import BACKENDS
 from .checkpoints import load_model
+from .models import model_cfg
 from .pipeline import Detection, postprocess, preprocess, restore, run_model
 from .precision import resolve_precision
 
@@ -27,6 +28,7 @@ class DetectorConfig:
     device: str = "cpu"
     precision: str = "auto"       # auto | fp32 | bf16
     input_size: int = 0           # 0: native protocol (pad to stride); N: resize to N x N (paper protocol)
+    knobs: Dict[str, Any] = field(default_factory=dict)  # the model's registered knobs; "auto"/missing: as shipped
 
 
 def device_problem(device: str) -> Optional[str]:
@@ -65,6 +67,31 @@ class Detector:
         self.stride = self.model.stride
         if cfg.input_size and cfg.input_size % self.stride:
             raise ValueError(f"input_size {cfg.input_size} must be a multiple of {self.stride}")
+        self.knobs = {k.name: k for k in model_cfg(cfg.model).knobs}
+        self._shipped = {name: getattr(self.model, name) for name in self.knobs}  # what "auto" means
+        self.set_knobs(cfg.knobs)
+
+    def _resolve(self, values: Dict[str, Any]) -> Dict[str, Any]:
+        unknown = set(values) - set(self.knobs)
+        if unknown:
+            raise ValueError(f"{self.cfg.model} has no knob(s) {', '.join(sorted(unknown))}; "
+                             f"it has: {', '.join(self.knobs) or 'none'}")
+        return {name: self._shipped[name] if value == self.knobs[name].auto else value
+                for name, value in values.items()}
+
+    def knob_problem(self, values: Dict[str, Any]) -> Optional[str]:
+        """Why these knob values cannot run on this model, else None."""
+        try:
+            resolved = self._resolve(values)
+        except ValueError as exc:
+            return str(exc)
+        return self.model.knob_problem(**resolved) if resolved else None
+
+    def set_knobs(self, values: Dict[str, Any]) -> None:
+        """Apply knob values (``auto``: as shipped) from the next frame; ValueError with the reason if refused."""
+        resolved = self._resolve(values)
+        if resolved:
+            self.model.configure(**resolved)
 
     @property
     def name(self) -> str:

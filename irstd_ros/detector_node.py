@@ -42,7 +42,7 @@ from .checkpoints import operating_threshold
 from .detector import Detector, DetectorConfig, device_problem
 from .errors import ImageFormatError, one_line
 from .frame_slot import FrameSlot
-from .node_params import PARAMS, stride_problem, validate
+from .node_params import PARAMS, knob_specs, split_knob, stride_problem, validate
 from .pipeline import Detection, postprocess
 from .plots import overlay as draw_overlay
 
@@ -108,7 +108,7 @@ class DetectorNode(LifecycleNode):
         self.declare_parameter("autostart", True, ParameterDescriptor(
             description="Configure and activate at start-up.", read_only=True))
         self._startup_problems: Dict[str, str] = {}  # overrides that break a descriptor, until set again
-        for spec in PARAMS:
+        for spec in list(PARAMS) + list(knob_specs().values()):
             try:
                 self.declare_parameter(spec.name, spec.default, _descriptor(spec))
             except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
@@ -166,7 +166,15 @@ class DetectorNode(LifecycleNode):
             reason = stride_problem(self.p("model"), value)
         if reason is None and name == "model":
             reason = stride_problem(value, self.p("input_size"))
+        knob = split_knob(name) if reason is None else None
+        det = self.detector
+        if knob and det is not None and knob[0] == det.cfg.model:
+            reason = det.knob_problem({knob[1]: value})   # e.g. more sampling steps than this model's T
         return reason
+
+    def _knobs(self, model: str) -> Dict[str, object]:
+        """The current values of ``model``'s knob parameters."""
+        return {name.split(".", 1)[1]: self.p(name) for name in knob_specs() if name.startswith(f"{model}.")}
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         for prm in params:
@@ -186,6 +194,12 @@ class DetectorNode(LifecycleNode):
             self._publish_label_info()
         if names & set(RELOAD) and self.detector is not None:
             self._start_reload()
+        elif self.detector is not None and any((split_knob(n) or ("",))[0] == self.detector.cfg.model for n in names):
+            det = self.detector
+            try:
+                det.set_knobs(self._knobs(det.cfg.model))   # read by the worker from the next frame on
+            except ValueError as exc:
+                self.get_logger().error(f"knob change not applied: {exc}")
 
     def _threshold(self, det: Detector) -> float:
         return self.p("threshold") if self._threshold_from_user else operating_threshold(det.meta)
@@ -211,7 +225,7 @@ class DetectorNode(LifecycleNode):
 
     def _detector_config(self) -> DetectorConfig:
         return DetectorConfig(model=self.p("model"), weights=self.p("weights") or None, backend=self.p("backend"),
-                              device=self.p("device"), precision=self.p("precision"))
+                              device=self.p("device"), precision=self.p("precision"), knobs=self._knobs(self.p("model")))
 
     def _start_reload(self) -> None:
         """Queue a model swap: the torch thread loads it between frames (or at once when idle)."""
@@ -256,7 +270,7 @@ class DetectorNode(LifecycleNode):
         """Start-up overrides are not seen by the on-set callback: check every value before loading."""
         if self._startup_problems:
             return "; ".join(self._startup_problems.values())
-        for spec in PARAMS:
+        for spec in list(PARAMS) + list(knob_specs().values()):
             reason = self._refusal(spec.name, self.p(spec.name))
             if reason:
                 return reason

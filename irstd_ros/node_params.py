@@ -81,11 +81,33 @@ PARAMS = (
               "many typical inference times (median recent latency; never under 5 s).", range=(1, 10_000)),
 )
 SPECS = {p.name: p for p in PARAMS}
+_KNOB_SPECS: Optional[dict] = None
+
+
+def knob_specs() -> dict:
+    """``<model>.<knob>`` -> ParamSpec for every registered model's knobs (live; ``auto`` keeps the weights'
+    own setting). Imports the models (torch): only the node and tests get here."""
+    global _KNOB_SPECS
+    if _KNOB_SPECS is None:
+        from .models import list_models, model_cfg
+        _KNOB_SPECS = {f"{m}.{k.name}": ParamSpec(f"{m}.{k.name}", k.auto, f"[{m}] {k.description}", range=k.range,
+                                                   choices=k.choices)
+                       for m in list_models() for k in model_cfg(m).knobs}
+    return _KNOB_SPECS
+
+
+def split_knob(name: str) -> Optional[Tuple[str, str]]:
+    """(model, knob) for a knob parameter's name, else None (no import of the models for the fixed table)."""
+    if name in SPECS or "." not in name:
+        return None
+    return tuple(name.split(".", 1)) if name in knob_specs() else None  # type: ignore[return-value]
 
 
 def validate(name: str, value: Any) -> Optional[str]:
     """None if ``value`` is acceptable for ``name``, else the reason it is refused."""
     spec = SPECS.get(name)
+    if spec is None and "." in name:
+        spec = knob_specs().get(name)
     if spec is None:
         return None  # not ours (use_sim_time, ...)
     choices = _models() if name == "model" else spec.choices

@@ -10,6 +10,7 @@ import pytest
 from irstd_ros.datasets import read_image, read_mask
 from irstd_ros.detector import Detector, DetectorConfig
 from irstd_ros.metrics import components
+from irstd_ros.models import list_models
 from irstd_ros.pipeline import postprocess
 
 from ros_harness import Harness, image_from_array, running_detector, start_detector, stamp_key, wait_log  # noqa: I100,E501
@@ -269,37 +270,82 @@ def test_overlay_is_published_only_while_subscribed(graph, frame):
         h.node.destroy_subscription(sub)
 
 
-def test_hot_swap_to_irmamba_and_back_and_a_corrupt_irmamba_keeps_serving(graph, frame, tmp_path):
-    """model:=irmamba swaps in live (an untrained test-sized IRMamba: this checks serving, not accuracy),
-    a corrupt IRMamba checkpoint fails in one line while IRMamba keeps answering, and LRRNet swaps back."""
+@pytest.mark.parametrize("name", [n for n in list_models() if n != "lrrnet"])
+def test_hot_swap_to_each_model_and_back_and_a_corrupt_checkpoint_keeps_serving(graph, frame, tmp_path, name):
+    """model:=<name> swaps in live (an untrained test-sized variant: this checks serving, not accuracy), a
+    corrupt checkpoint of it fails in one line while it keeps answering, and LRRNet swaps back."""
     import torch
 
     from irstd_ros.models import create_model, model_cfg
     h, proc, log = graph
     img8, _ = frame
-    args = dict(model_cfg("irmamba").tiny_args)
-    ckpt = tmp_path / "irmamba_tiny.pt"
-    torch.save({"model": "irmamba", "model_args": args, "state_dict": create_model("irmamba", **args).state_dict()},
+    args = dict(model_cfg(name).tiny_args)
+    ckpt = tmp_path / f"{name}_tiny.pt"
+    torch.save({"model": name, "model_args": args, "state_dict": create_model(name, **args).state_dict()},
                ckpt)
-    assert h.set_atomically(model="irmamba", weights=str(ckpt)).successful
-    d = h.wait_diagnostics(lambda d: d.get("backend", "").startswith("irmamba/"), timeout=180)
-    assert d["backend"].startswith("irmamba/") and d["weights"] == str(ckpt), d
+    assert h.set_atomically(model=name, weights=str(ckpt)).successful
+    d = h.wait_diagnostics(lambda d: d.get("backend", "").startswith(f"{name}/"), timeout=180)
+    assert d["backend"].startswith(f"{name}/") and d["weights"] == str(ckpt), d
     msg = image_from_array(img8, "mono8", next_stamp())
     out = roundtrip(h, msg)
     assert out.header.stamp == msg.header.stamp and out.header.frame_id == msg.header.frame_id
 
-    corrupt = tmp_path / "irmamba_corrupt.pt"
+    corrupt = tmp_path / f"{name}_corrupt.pt"
     corrupt.write_bytes(ckpt.read_bytes()[:2000])       # truncated: torch.load fails
     assert h.set_param("weights", str(corrupt)).successful
     d = h.wait_diagnostics(lambda d: "corrupt" in d.get("message", ""), timeout=120)
-    assert d["level"] == 2 and d["backend"].startswith("irmamba/") and d["weights"] == str(ckpt), d
-    lines = [line for line in log.read_text().splitlines() if "irmamba_corrupt" in line]
+    assert d["level"] == 2 and d["backend"].startswith(f"{name}/") and d["weights"] == str(ckpt), d
+    lines = [line for line in log.read_text().splitlines() if f"{name}_corrupt" in line]
     assert lines and "Traceback" not in log.read_text().split(str(corrupt))[-1][:2000]
     assert proc.poll() is None
     out = roundtrip(h, image_from_array(img8, "mono8", next_stamp()))
-    assert out is not None                                # IRMamba still answers
+    assert out is not None                                # the model still answers
 
     assert h.set_atomically(model="lrrnet", weights="").successful
     d = h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet/") and d.get("level") == 0, timeout=180)
     assert d["backend"].startswith("lrrnet/"), d
     assert roundtrip(h, image_from_array(img8, "mono8", next_stamp())).detections
+
+
+def _scores(h, img8):
+    msg = image_from_array(img8, "mono8", next_stamp())
+    key = h.send(msg)
+    got = h.wait_for(h.scores, key, 120)
+    return np.frombuffer(bytes(got.data), np.float32).reshape(got.height, got.width)
+
+
+def test_irstd_diff_serves_both_modes_and_its_knobs_apply_live_or_are_refused(graph, frame, tmp_path):
+    """model:=irstd_diff (an untrained test-sized variant) in diffusion mode and CE mode: the knob parameters
+    apply on the next frame, a value this model cannot run is refused with the reason, and the seeded sampling
+    gives the same scores for the same frame."""
+    import torch
+
+    from irstd_ros.models import create_model, model_cfg
+    h, proc, _ = graph
+    img8, _ = frame
+    args = dict(model_cfg("irstd_diff").tiny_args)
+    model = create_model("irstd_diff", **args)
+    torch.nn.init.normal_(model.unet.out[-1].weight, std=0.1)   # untrained and zero-initialised, ε would be 0
+    ckpt = tmp_path / "irstd_diff_tiny.pt"
+    torch.save({"model": "irstd_diff", "model_args": args, "state_dict": model.state_dict()}, ckpt)
+    try:
+        assert h.set_atomically(model="irstd_diff", weights=str(ckpt)).successful
+        d = h.wait_diagnostics(lambda d: d.get("backend", "").startswith("irstd_diff/"), timeout=180)
+        assert d["weights"] == str(ckpt), d
+        first, again = _scores(h, img8), _scores(h, img8)
+        assert np.array_equal(first, again)                         # seeded: same frame, same scores
+        refused = h.set_param("irstd_diff.sampling_steps", 21)      # the tiny variant's T is 20
+        assert not refused.successful and "sampling_steps must be in [1, 20]" in refused.reason
+        assert not h.set_param("irstd_diff.mode", "gan").successful
+        assert h.set_param("irstd_diff.mode", "ce").successful
+        ce = _scores(h, img8)
+        assert not np.array_equal(ce, first)                        # the next frame already runs the CE alone
+        assert h.set_param("irstd_diff.mode", "auto").successful   # back to the weights' own setting
+        assert np.array_equal(_scores(h, img8), first)
+        assert h.set_param("irstd_diff.seed", 3).successful
+        assert not np.array_equal(_scores(h, img8), first)
+        assert proc.poll() is None
+    finally:
+        h.set_param("irstd_diff.seed", 0)
+        assert h.set_atomically(model="lrrnet", weights="").successful
+        h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet/") and d.get("level") == 0, timeout=180)

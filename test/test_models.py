@@ -75,7 +75,7 @@ def test_every_parameter_gets_a_gradient_from_its_training_loss(name):
     loss_fn = build_loss(name, {"bce_weight": 1.0})
     x = torch.rand(2, 1, 32, 48)
     target = (torch.rand_like(x) > 0.97).float()
-    loss, parts = loss_fn(loss_fn.predict(m, x), x, target)
+    loss, parts = loss_fn(loss_fn.predict(m, x, target), x, target)
     assert torch.isfinite(loss) and "seg" in parts
     loss.backward()
     missing = [n for n, p in m.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]

@@ -235,7 +235,7 @@ def train(cfg: dict, args) -> int:
             if cfg["channels_last"]:
                 img = img.contiguous(memory_format=torch.channels_last)
             with autocast(precision, device):
-                outputs = loss_fn.predict(net, img)
+                outputs = loss_fn.predict(net, img, mask)
             loss, parts = loss_fn(outputs, img.float(), mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
