@@ -3,10 +3,12 @@
     .venv/bin/python bench/bench_models.py [--models lrrnet irmamba] [--sizes 256x256 640x512]
                                            [--runs 20] [--json bench/results/models_cpu.json]
 
-For each model: parameters, FLOPs per frame (multiply-adds x 2, torch's
+Each model at the configuration that ships (its SIRST-v1 training config's model_args) and
+its default knobs. For each: parameters, FLOPs per frame (multiply-adds x 2, torch's
 FlopCounterMode; the selective scan counted as 7 FLOPs per channel, state and
 step), and the median and p90 of repeated single-frame runs after warm-up, fp32
-and bf16 (bf16 only where the CPU has it natively). For models that scan
+and bf16 (bf16 only where the CPU has it natively); slow configurations get fewer runs
+(a minute's worth, at least 3). For models that scan
 (IRMamba) it also reports the share of the forward spent in the scan op and the
 same network with the scan swapped for the blocked torch scan (the no-compiler
 fallback and export decomposition) and for the reference loop: the fused
@@ -51,14 +53,30 @@ def flops(model, hw) -> int:
     return counter.get_total_flops()
 
 
-def time_forward(model, hw, precision: str, runs: int, warmup: int = 3):
+def shipped_args(name: str) -> dict:
+    """The configuration that ships: the model_args of its SIRST-v1 training config (the registry default when
+    there is none). IRSTD-Diff ships a narrower network than the paper's (see its config)."""
+    path = Path(__file__).resolve().parents[1] / "training" / "configs" / f"{name}_sirst-v1.yaml"
+    if not path.is_file():
+        return {}
+    import yaml
+    return dict(yaml.safe_load(path.read_text()).get("model_args") or {})
+
+
+def time_forward(model, hw, precision: str, runs: int, warmup: int = 3, budget_s: float = 60.0):
+    """Median and p90 over ``runs`` frames, fewer when the first frame says ``runs`` would take over ``budget_s``."""
     x = torch.rand(1, 1, *hw).contiguous(memory_format=torch.channels_last)
     times = []
     with torch.inference_mode(), autocast(precision):
-        for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        model(x)
+        first = time.perf_counter() - t0
+        if first * (warmup + runs) > budget_s:
+            warmup, runs = 1, max(3, int(budget_s / first) - 1)
+        for i in range(warmup - 1 + runs):
             t0 = time.perf_counter()
             model(x)
-            if i >= warmup:
+            if i >= warmup - 1:
                 times.append((time.perf_counter() - t0) * 1e3)
     times.sort()
     return statistics.median(times), times[int(0.9 * (len(times) - 1))]
@@ -100,7 +118,7 @@ def main() -> int:
     print(f"{machine_description()}" + ("" if "bf16" in precisions else " (no native bf16: bf16 skipped)"))
     rows = []
     for name in args.models:
-        model = create_model(name).eval().to(memory_format=torch.channels_last)
+        model = create_model(name, **shipped_args(name)).eval().to(memory_format=torch.channels_last)
         params = sum(p.numel() for p in model.parameters())
         scans = any(isinstance(m, mamba2d.SS2D) for m in model.modules())
         for hw in args.sizes:
