@@ -79,6 +79,10 @@ class Detector:
         return {name: self._shipped[name] if value == self.knobs[name].auto else value
                 for name, value in values.items()}
 
+    def knob_values(self) -> Dict[str, Any]:
+        """The knobs the model runs with now (resolved: never ``auto``)."""
+        return {name: getattr(self.model, name) for name in self.knobs}
+
     def knob_problem(self, values: Dict[str, Any]) -> Optional[str]:
         """Why these knob values cannot run on this model, else None."""
         try:

@@ -162,3 +162,8 @@ def test_eval_runs_every_model_from_a_checkpoint(name, tiny_sirst, tmp_path):
     except Exception:  # nothing ships yet: the CLI says so in one line
         r = run("--model", name, "--data", tiny_sirst, "--split", "val")
         assert r.returncode == 2 and "no shipped weights" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_knobs_are_checked_against_the_model(sirst_root):
+    _one_line_error(run("--data", sirst_root, "--knob", "mode=ce", "--limit", "1"), "lrrnet has no knob(s) mode")
+    _one_line_error(run("--data", sirst_root, "--knob", "mode"), "--knob takes NAME=VALUE")

@@ -227,3 +227,44 @@ def test_knob_parameters_are_declared_per_model_with_ranges():
     assert split_knob("irstd_diff.sampling_steps") == ("irstd_diff", "sampling_steps") and split_knob("threshold") is None
     assert validate("irstd_diff.mode", "gan") and validate("irstd_diff.mode", "ce") is None
     assert validate("irstd_diff.sampling_steps", -1) and validate("irstd_diff.sampling_steps", 0) is None
+
+
+def test_sampling_is_chosen_on_val_and_ships_with_the_weights(tmp_path, tiny_sirst):
+    """A short real training run, training.choose_sampling on its val split (test refused), and the export
+    writing the chosen mode and steps into the weights, which the Detector then runs by default."""
+    import json
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO
+    from irstd_ros.detector import Detector, DetectorConfig
+    from training import choose_sampling, export_weights
+
+    cfg = {"model": "irstd_diff", "model_args": dict(model_cfg("irstd_diff").tiny_args),
+           "datasets": [{"root": str(tiny_sirst), "train_split": "train", "val_split": "val"}],
+           "crop_size": 64, "batch_size": 2, "epochs": 1, "val_every": 1, "compile": False, "precision": "fp32",
+           "threads": 1, "out_dir": str(tmp_path / "runs"), "name": "tiny", "loss": {}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(cfg))
+    r = subprocess.run([sys.executable, "-m", "training.train", "--config", str(tmp_path / "tiny.yaml"),
+                        "--no-progress"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    best = tmp_path / "runs" / "tiny" / "best.pt"
+    assert choose_sampling.main([str(best), "--data", str(tiny_sirst), "--split", "test"]) == 2
+    out = tmp_path / "sampling.json"
+    assert choose_sampling.main([str(best), "--data", str(tiny_sirst), "--split", "val", "--max-steps", "4",
+                                 "--limit", "2", "--json", str(out)]) == 0
+    sweep = json.loads(out.read_text())
+    labels = [row["label"] for row in sweep["rows"]]
+    assert labels[:4] == ["CE alone", "diffusion, DDIM 1", "diffusion, DDIM 2", "diffusion, DDIM 4"]
+    best_iou = max(row["iou"] for row in sweep["rows"] if row["knobs"]["mode"] != "fused")
+    chosen = next(row for row in sweep["rows"] if row["knobs"] == sweep["default"])
+    assert chosen["iou"] >= best_iou - 0.01
+    dst = tmp_path / "irstd_diff_tiny.pt"
+    assert export_weights.main([str(best), str(dst), "--knobs-from", str(out)]) == 0
+    card = json.loads(dst.with_suffix(".json").read_text())
+    assert card["sampling_selection"]["default"] == sweep["default"]
+    det = Detector(DetectorConfig(model="irstd_diff", weights=str(dst)))
+    for name, value in sweep["default"].items():
+        assert det.knob_values()[name] == value

@@ -32,19 +32,21 @@ def training_time(run_dir: Path) -> dict:
 
 
 def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float16,
-           calibration: dict | None = None, threshold_card: dict | None = None) -> dict:
+           calibration: dict | None = None, threshold_card: dict | None = None, sampling: dict | None = None) -> dict:
     state = checkpoint.load(src)
     if "state_dict" not in state:  # a last.pt training checkpoint
         state = checkpoint.inference_state_from_training(state)
     sd = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state["state_dict"].items()}
     cfg = state["config"]
-    out = {"model": state["model"], "model_args": state.get("model_args", {}), "state_dict": sd,
-           "epoch": state["epoch"]}
+    model_args = dict(state.get("model_args", {}))
+    if sampling:  # the serving knobs chosen on val (training.choose_sampling) become the weights' own defaults
+        model_args.update(sampling["default"])
+    out = {"model": state["model"], "model_args": model_args, "state_dict": sd, "epoch": state["epoch"]}
     dst.parent.mkdir(parents=True, exist_ok=True)
     checkpoint.save_atomic(out, dst)
     card = {
         "model": state["model"],
-        "model_args": state.get("model_args", {}),
+        "model_args": model_args,
         "dtype": str(dtype).replace("torch.", ""),
         "epochs_trained": state["epoch"],
         "init_from": cfg.get("init_from"),
@@ -69,6 +71,9 @@ def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float
         card["threshold"] = threshold_card["threshold"]
         card["threshold_selection"] = {**threshold_card.get("threshold_selection", {}),
                                        "inherited_from": threshold_card.get("training_config", {}).get("name")}
+    if sampling:
+        card["sampling_selection"] = {k: sampling[k] for k in ("split", "protocol", "threshold", "tolerance", "rows",
+                                                               "default", "machine") if k in sampling}
     dst.with_suffix(".json").write_text(json.dumps(card, indent=2) + "\n")
     return card
 
@@ -82,6 +87,8 @@ def main(argv=None) -> int:
     ap.add_argument("--calibration", help="training.calibrate JSON: records the val-selected operating threshold")
     ap.add_argument("--threshold-from-card", help="model card (JSON) whose val-chosen threshold to keep, for a model "
                     "trained on all of trainval (no val split left); exclusive with --calibration")
+    ap.add_argument("--knobs-from", help="training.choose_sampling JSON: its val-chosen default knobs ship with the "
+                    "weights (IRSTD-Diff's mode and steps)")
     args = ap.parse_args(argv)
     metrics = {}
     for item in args.metrics:
@@ -93,8 +100,9 @@ def main(argv=None) -> int:
         ap.error("give --calibration or --threshold-from-card, not both")
     calibration = json.loads(Path(args.calibration).read_text()) if args.calibration else None
     threshold_card = json.loads(Path(args.threshold_from_card).read_text()) if args.threshold_from_card else None
+    sampling = json.loads(Path(args.knobs_from).read_text()) if args.knobs_from else None
     export(Path(args.src), Path(args.dst), metrics, torch.float32 if args.fp32 else torch.float16, calibration,
-           threshold_card)
+           threshold_card, sampling)
     print(f"wrote {args.dst} and {Path(args.dst).with_suffix('.json')}")
     return 0
 

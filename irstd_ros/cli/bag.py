@@ -24,6 +24,7 @@ from ..evaluation import latency_summary
 from ..metrics import MetricAccumulator
 from ..pipeline import postprocess
 from ..machine import machine_description
+from . import knob_ros_args, parse_knobs
 from .eval import format_table
 
 PROG = "irstd-bag"
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("bag")
     e.add_argument("--model", default="lrrnet")
     e.add_argument("--weights", default="")
+    e.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                   help="a model knob (e.g. mode=ce for irstd_diff); default: as shipped")
     e.add_argument("--mode", default="offline", choices=("offline", "live"))
     e.add_argument("--rate", type=float, default=1.0, help="live: playback speed factor")
     e.add_argument("--threshold", type=float, default=None,
@@ -129,7 +132,7 @@ class Scorer:
 
 def eval_offline(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
     from ..detector import Detector, DetectorConfig
-    det = Detector(DetectorConfig(model=args.model, weights=args.weights or None))
+    det = Detector(DetectorConfig(model=args.model, weights=args.weights or None, knobs=parse_knobs(args.knob)))
     det.warmup()
     scorer = Scorer(args.threshold, gts)
     lat = []
@@ -152,7 +155,8 @@ def eval_live(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
     order = list(frames)
     ns = f"irstd_bag_eval_{os.getpid()}"
     node = start_detector(ns, args.model, args.weights or None, args.threshold,
-                          ["-p", f"mono16_normalization:={args.normalization}", "-p", "qos_depth:=1"])
+                          ["-p", f"mono16_normalization:={args.normalization}", "-p", "qos_depth:=1",
+                           *knob_ros_args(args.model, args.knob)])
     client = StreamClient(namespace=ns)
     try:
         if not client.wait_for_detector(timeout=180):

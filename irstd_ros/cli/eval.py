@@ -14,6 +14,7 @@ from pathlib import Path
 from ..checkpoints import operating_threshold
 from ..datasets import PROTOCOLS, IRSTDDataset
 from ..detector import BACKENDS, Detector, DetectorConfig
+from . import parse_knobs
 from ..errors import IRSTDError, one_line
 from ..machine import machine_description
 from ..evaluation import MaskWriter, evaluate
@@ -36,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="probability threshold in (0, 1); default: the weights' calibrated threshold (model card), else 0.5")
     ap.add_argument("--backend", default="torch", choices=BACKENDS)
     ap.add_argument("--precision", default="auto", choices=PRECISIONS)
+    ap.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                    help="a model knob, e.g. --knob mode=ce --knob sampling_steps=4 (irstd_diff); default: as shipped")
     ap.add_argument("--json", help="write the metrics here")
     ap.add_argument("--save-masks", help="write one binary PNG per image here, at native size")
     ap.add_argument("--plots", help="write the ROC / Pd-Fa curves and a few overlays here")
@@ -64,7 +67,7 @@ def run(args) -> dict:
         raise IRSTDError("--bootstrap must be >= 0")
     ds = IRSTDDataset(args.data, args.split, protocol=args.protocol)
     det = Detector(DetectorConfig(model=args.model, weights=args.weights, backend=args.backend,
-                                  precision=args.precision))
+                                  precision=args.precision, knobs=parse_knobs(args.knob)))
     if args.threshold is None:
         args.threshold = operating_threshold(det.meta)
     det.warmup(*((ds.size, ds.size) if args.protocol == "paper" else (256, 256)))
@@ -84,7 +87,7 @@ def run(args) -> dict:
     if args.bootstrap:
         res["ci95"] = bootstrap_ci(acc, args.bootstrap)
         res["ci95_resamples"] = args.bootstrap
-    res.update({"model": args.model, "weights": det.meta["path"], "backend": det.name,
+    res.update({"model": args.model, "weights": det.meta["path"], "backend": det.name, "knobs": det.knob_values(),
                 "dataset": str(Path(args.data).resolve().name), "split": args.split, "protocol": args.protocol,
                 "input_size": ds.size if args.protocol == "paper" else "native",
                 "machine": machine_description()})
