@@ -302,8 +302,10 @@ def test_hot_swap_to_each_model_and_back_and_a_corrupt_checkpoint_keeps_serving(
     assert out is not None                                # the model still answers
 
     assert h.set_atomically(model="lrrnet", weights="").successful
-    d = h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet/") and d.get("level") == 0, timeout=180)
-    assert d["backend"].startswith("lrrnet/"), d
+    # the failed swap's ERROR clears once LRRNet is back (a WARN may remain: this module's graph has skipped
+    # malformed frames in an earlier test)
+    d = h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet/") and d.get("level", 2) < 2, timeout=180)
+    assert d["backend"].startswith("lrrnet/") and d["level"] < 2, d
     assert roundtrip(h, image_from_array(img8, "mono8", next_stamp())).detections
 
 
@@ -348,4 +350,4 @@ def test_irstd_diff_serves_both_modes_and_its_knobs_apply_live_or_are_refused(gr
     finally:
         h.set_param("irstd_diff.seed", 0)
         assert h.set_atomically(model="lrrnet", weights="").successful
-        h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet/") and d.get("level") == 0, timeout=180)
+        h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet/") and d.get("level", 2) < 2, timeout=180)
