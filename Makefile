@@ -8,6 +8,7 @@ STAMP := $(VENV)/.irstd-installed
 .PHONY: install demo test bench clean
 
 $(STAMP): requirements.txt requirements-build.txt setup.py scripts/setup.sh scripts/build_interfaces.sh \
+		scripts/link_share.py $(wildcard launch/*.py) $(wildcard config/*) \
 		interfaces/vision_msgs/package.xml interfaces/vision_msgs/CMakeLists.txt $(wildcard interfaces/vision_msgs/msg/*.msg)
 	VENV=$(VENV) bash scripts/setup.sh
 	touch $(STAMP)

@@ -15,6 +15,8 @@ pip_install() {  # quiet, minus the local-index location warnings, but never hid
 pip_install --upgrade pip
 pip_install -r requirements.txt
 pip_install --no-deps -e .
+# the editable install skips setup.py's data_files: register the package in the venv's ament index
+"$VENV/bin/python" scripts/link_share.py "$VENV"
 # vision_msgs from interfaces/ (a no-op when up to date or provided by a system ROS 2)
 VENV="$VENV" bash scripts/build_interfaces.sh
 # the fused C++ CPU kernels of irstd_ros.ops, built once here so no node compiles on its first frame;

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -115,3 +116,24 @@ def test_device_syntax():
         assert validate("device", ok) is None, ok
     for bad in ("gpu", "cuda:", "cuda:-1", "cuda:01", "cudax", "cuda:1:2", " cpu", ""):
         assert validate("device", bad), bad
+
+
+def test_the_install_registers_the_package_in_the_ament_index_of_its_prefix():
+    """`make` installs editable, which skips setup.py's data_files; scripts/link_share.py puts them in the venv,
+    so ament_index_python (hence `ros2 launch irstd_ros ...`, `ros2 run irstd_ros detector`) finds the package
+    with the venv as its prefix: the marker, package.xml, the launch file, a config per model, the executable."""
+    pytest.importorskip("ament_index_python")
+    from irstd_ros.models import list_models
+    code = ("from ament_index_python.packages import get_package_share_directory as s, get_package_prefix as p; "
+            "print(s('irstd_ros')); print(p('irstd_ros'))")
+    env = {**os.environ, "AMENT_PREFIX_PATH": sys.prefix}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 0, r.stderr
+    share, prefix = (Path(line) for line in r.stdout.split())
+    assert share == Path(sys.prefix) / "share" / "irstd_ros" and prefix == Path(sys.prefix)
+    assert (share / "package.xml").read_text() == (REPO / "package.xml").read_text()
+    assert (share / "launch" / "detector.launch.py").is_file()
+    for name in list_models():
+        assert (share / "config" / f"{name}.yaml").is_file(), name
+    exe = prefix / "lib" / "irstd_ros" / "detector"
+    assert exe.is_file() and os.access(exe, os.X_OK)
