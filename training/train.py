@@ -252,7 +252,7 @@ def train(cfg: dict, args) -> int:
             if args.max_steps and step >= args.max_steps:
                 break
         record = {"epoch": epoch + 1, "step": step, "lr": scheduler.get_last_lr()[0],
-                  "epoch_time_s": round(time.time() - t0, 2), "machine": MACHINE, **{k: v / max(n, 1) for k, v in sums.items()}}
+                  "epoch_time_s": round(time.time() - t0, 2), "machine": MACHINE, "precision": precision, **{k: v / max(n, 1) for k, v in sums.items()}}
         finished_early = bool(args.max_steps and step >= args.max_steps)
         if rank == 0:
             if val_sets and ((epoch + 1) % cfg["val_every"] == 0 or epoch + 1 == cfg["epochs"]):

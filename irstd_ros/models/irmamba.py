@@ -53,12 +53,12 @@ A^T its exact adjoint (transposed convolution, same weights), scalar α and ρ p
 (0, 1). ``x_h(0) = H``, ``x_l(0) = L``; the level's output is a 1x1 fusion of both.
 
 Training loss (the paper gives none): SoftIoU + L1 + BCE, as LRRNet's, without reconstruction.
-Training precision: fp32. Under bf16 autocast this network's gradients have a cosine of
-only 0.53 to the fp32 gradient on a real batch (LRRNet's: 1.000); running the norms, the
-attention maps, the ResNet blocks, the LRMs or either half of the network in fp32 did not
-fix it (0.52-0.65, ``bench/profile_irmamba.py bf16-grad``), so the cause is spread out and
-not found yet. bf16 inference is unaffected in the forward pass (relative error 1e-2
-against fp64, measured on an H100).
+Training precision: bf16 where the CPU has it. The first 17 epochs of the shipped run were fp32,
+because at initialisation the bf16 gradient's cosine to fp32 was low (0.53 on random frames, 0.76
+on real ones); the likely reason, not verified: there the loss gradient is nearly uniform over the
+background, BatchNorm's backward subtracts its mean, and the small remainder drowns in bf16
+rounding. At the run's epoch-14 weights
+it is 0.9923 (``bench/profile_irmamba.py bf16-grad --weights``), so the run continued in bf16.
 """
 from __future__ import annotations
 
