@@ -63,28 +63,24 @@ def main(argv=None) -> int:
         rows = []
         print(f"{det.name} on {Path(args.data).name}/{args.split} ({args.protocol}), threshold {threshold}, "
               f"{machine_description()}")
-        for knobs in settings(det.model.diffusion.T, args.max_steps):
+
+        def score(knobs: dict, note: str = "") -> dict:
             det.set_knobs({"seed": 0, "sampler": "ddim", **knobs})
             det.warmup(*((ds.size, ds.size) if args.protocol == "paper" else (256, 256)), runs=1)
             res = evaluate(det, (ds.load(n) for n in names), threshold)
             res.pop("_accumulator")
             row = {"knobs": knobs, "label": label(knobs), **{k: res[k] for k in ("iou", "niou", "pd", "fa")},
                    "latency_ms": res["latency_ms_median"]}
-            rows.append(row)
             print(f"  {row['label']:<28} IoU {row['iou']:.4f}  nIoU {row['niou']:.4f}  Pd {row['pd']:.4f}  "
-                  f"Fa {row['fa']:.2e}  {row['latency_ms']:7.1f} ms", flush=True)
+                  f"Fa {row['fa']:.2e}  {row['latency_ms']:7.1f} ms{note}", flush=True)
+            return row
+
+        for knobs in settings(det.model.diffusion.T, args.max_steps):
+            rows.append(score(knobs))
         best = max(r["iou"] for r in rows)
         chosen = min((r for r in rows if r["iou"] >= best - args.tolerance), key=lambda r: r["latency_ms"])
         if chosen["knobs"]["mode"] == "diffusion":  # the authors' blend, at the chosen steps, against the sample
-            knobs = {**chosen["knobs"], "mode": "fused"}
-            det.set_knobs({"seed": 0, **knobs})
-            res = evaluate(det, (ds.load(n) for n in names), threshold)
-            res.pop("_accumulator")
-            fused = {"knobs": knobs, "label": label(knobs), **{k: res[k] for k in ("iou", "niou", "pd", "fa")},
-                     "latency_ms": res["latency_ms_median"]}
-            rows.append(fused)
-            print(f"  {fused['label']:<28} IoU {fused['iou']:.4f}  nIoU {fused['niou']:.4f}  Pd {fused['pd']:.4f}  "
-                  f"Fa {fused['fa']:.2e}  {fused['latency_ms']:7.1f} ms (not a candidate: measured against the sample)")
+            rows.append(score({**chosen["knobs"], "mode": "fused"}, " (not a candidate: measured against the sample)"))
         print(f"default: {chosen['label']} (the fastest within {args.tolerance} IoU of the best, {best:.4f})")
         if args.json:
             Path(args.json).write_text(json.dumps({
