@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_train_step.py --model irmamba --batch 8 --crop 256 --precision fp32
 
-Runs a few optimiser steps of the model's registered loss on random frames with
+Runs a few optimiser steps of the model's registered loss, at the configuration that ships (its
+SIRST-v1 training config's model_args), on random frames with
 sparse targets (the training loop's forward, loss, backward and Adam step, no data
 loading) and prints the median step time after the first (warm-up) step and the
 process's peak resident memory (ru_maxrss), with the machine. Each configuration
@@ -26,6 +27,9 @@ from irstd_ros.models import create_model, list_models  # noqa: E402
 from irstd_ros.precision import autocast  # noqa: E402
 from training.losses import build_loss  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_models import shipped_args  # noqa: E402
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -37,7 +41,7 @@ def main() -> int:
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.manual_seed(0)
-    model = create_model(args.model).train().to(memory_format=torch.channels_last)
+    model = create_model(args.model, **shipped_args(args.model)).train().to(memory_format=torch.channels_last)
     loss_fn = build_loss(args.model, {"bce_weight": 1.0, "bce_pos_weight": 5.0})
     opt = torch.optim.Adam(model.parameters(), 1e-3)
     x = torch.rand(args.batch, 1, args.crop, args.crop).contiguous(memory_format=torch.channels_last)
