@@ -351,3 +351,38 @@ def test_irstd_diff_serves_both_modes_and_its_knobs_apply_live_or_are_refused(gr
         h.set_param("irstd_diff.seed", 0)
         assert h.set_atomically(model="lrrnet", weights="").successful
         h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet/") and d.get("level", 2) < 2, timeout=180)
+
+
+def test_a_long_diffusion_sampling_drops_frames_and_keeps_the_node_responsive(graph, frame, tmp_path):
+    """IRSTD-Diff sampling every DDPM step (slow by design): frames arriving meanwhile are dropped and counted,
+    never queued, the newest is answered, parameters can be set while a frame is sampled, and a new sampler and
+    step count apply from the next frame."""
+    import torch
+
+    from irstd_ros.models import create_model, model_cfg
+    h, proc, _ = graph
+    img8, _ = frame
+    args = {**model_cfg("irstd_diff").tiny_args, "sampler": "ddpm"}
+    model = create_model("irstd_diff", **args)
+    torch.nn.init.normal_(model.unet.out[-1].weight, std=0.1)   # untrained and zero-initialised, ε would be 0
+    ckpt = tmp_path / "irstd_diff_ddpm.pt"
+    torch.save({"model": "irstd_diff", "model_args": args, "state_dict": model.state_dict()}, ckpt)
+    try:
+        assert h.set_atomically(model="irstd_diff", weights=str(ckpt)).successful
+        h.wait_diagnostics(lambda d: d.get("weights") == str(ckpt), timeout=180)
+        ddpm = _scores(h, img8)
+        before = h.fresh_diagnostics()
+        sent = [h.send(image_from_array(img8, "mono8", next_stamp())) for _ in range(12)]
+        assert h.set_param("irstd_diff.seed", 0).successful      # the parameter service answers mid-sampling
+        assert h.wait_for(h.detections, sent[-1], timeout=120) is not None, "the newest frame is answered"
+        after = h.fresh_diagnostics()
+        dropped = int(after["frames_dropped"]) - int(before.get("frames_dropped", 0))
+        processed = int(after["frames_processed"]) - int(before.get("frames_processed", 0))
+        assert dropped >= 1 and processed < len(sent), (dropped, processed)
+        assert h.set_atomically(**{"irstd_diff.sampler": "ddim", "irstd_diff.sampling_steps": 1}).successful
+        assert not np.array_equal(_scores(h, img8), ddpm)         # the next frame samples one DDIM step
+        assert proc.poll() is None
+    finally:
+        h.set_atomically(**{"irstd_diff.sampler": "auto", "irstd_diff.sampling_steps": 0})
+        assert h.set_atomically(model="lrrnet", weights="").successful
+        h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet/") and d.get("level", 2) < 2, timeout=180)
