@@ -43,15 +43,21 @@ def read_checkpoint(path: str | Path) -> Dict[str, Any]:
     return ckpt
 
 
+def read_checkpoint_for(model: str, weights: Optional[str | Path] = None) -> Tuple[Path, Dict[str, Any]]:
+    """(path, checkpoint) of ``weights`` (the shipped default when None), checked to be ``model``'s."""
+    path = Path(weights) if weights else default_weights(model)
+    ckpt = read_checkpoint(path)
+    if ckpt["model"] != model:
+        raise CheckpointError(f"checkpoint {path} is for model {ckpt['model']!r}, not {model!r}")
+    return path, ckpt
+
+
 def load_model(model: str, weights: Optional[str | Path] = None) -> Tuple[torch.nn.Module, Dict[str, Any]]:
     """Build ``model`` and load ``weights`` (the shipped default when None), in eval mode, fp32.
 
     Returns the module and the checkpoint's metadata (everything but the tensors).
     """
-    path = Path(weights) if weights else default_weights(model)
-    ckpt = read_checkpoint(path)
-    if ckpt["model"] != model:
-        raise CheckpointError(f"checkpoint {path} is for model {ckpt['model']!r}, not {model!r}")
+    path, ckpt = read_checkpoint_for(model, weights)
     net = create_model(model, **ckpt.get("model_args", {}))
     state = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     try:

@@ -139,12 +139,8 @@ def live(args) -> int:
 def check_weights(model: str, weights: str) -> None:
     """Fail here, in one line, on weights the node could not load (it would stay unconfigured and
     the demo would wait for it): none shipped for the model, missing, corrupt, or another model's."""
-    from ..checkpoints import default_weights, read_checkpoint
-    from ..errors import CheckpointError
-    path = weights or default_weights(model)
-    found = read_checkpoint(path)["model"]
-    if found != model:
-        raise CheckpointError(f"checkpoint {path} is for model {found!r}, not {model!r}")
+    from ..checkpoints import read_checkpoint_for
+    read_checkpoint_for(model, weights or None)
 
 
 def main(argv=None) -> int:
