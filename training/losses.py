@@ -47,13 +47,16 @@ class SegLoss(torch.nn.Module):
     def predict(self, net, image: torch.Tensor, target: torch.Tensor | None = None) -> dict:
         return {"logits": net(image)}
 
+    def mask_bce(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """BCE on mask logits, positives weighted by ``bce_pos_weight``."""
+        return F.binary_cross_entropy_with_logits(logits.float(), target, pos_weight=self.pos_weight)
+
     def segmentation(self, logits: torch.Tensor, target: torch.Tensor):
         probs = torch.sigmoid(logits.float())
         seg = soft_iou_loss(probs, target) + F.l1_loss(probs, target)
         total = seg
         if self.bce_weight:
-            total = total + self.bce_weight * F.binary_cross_entropy_with_logits(
-                logits.float(), target, pos_weight=self.pos_weight)
+            total = total + self.bce_weight * self.mask_bce(logits, target)
         return total, seg
 
     def forward(self, outputs: dict, image: torch.Tensor, target: torch.Tensor):
@@ -111,25 +114,21 @@ class IRSAMLoss(SegLoss):
         seg = dice_loss(torch.sigmoid(logits), target)
         total = seg
         if self.bce_weight:
-            total = total + self.bce_weight * F.binary_cross_entropy_with_logits(
-                logits, target, pos_weight=self.pos_weight)
+            total = total + self.bce_weight * self.mask_bce(logits, target)
         edge = F.binary_cross_entropy_with_logits(outputs["edge"].float(), inner_boundary(target))
         return total + self.edge_weight * edge, {"seg": seg.detach(), "edge": edge.detach()}
 
 
-class DiffusionLoss(torch.nn.Module):
+class DiffusionLoss(SegLoss):
     """IRSTD-Diff's eq. 16: ``||ε - ε_θ(x_t, t)||² + ce_weight · BCE(P, mask)``, λ = 10.
 
     ``predict`` needs the mask (it noises it); ``bce_weight`` is accepted for the registry-wide checks and
     means the same as ``ce_weight`` when given.
     """
 
-    needs_target = True
-
     def __init__(self, ce_weight: float = 10.0, bce_weight: float | None = None, bce_pos_weight: float = 1.0):
-        super().__init__()
+        super().__init__(0.0, bce_pos_weight)
         self.ce_weight = float(ce_weight if bce_weight is None else bce_weight)
-        self.register_buffer("pos_weight", torch.tensor(float(bce_pos_weight)))
 
     def predict(self, net, image: torch.Tensor, target: torch.Tensor | None = None) -> dict:
         if target is None:
@@ -138,7 +137,7 @@ class DiffusionLoss(torch.nn.Module):
 
     def forward(self, outputs: dict, image: torch.Tensor, target: torch.Tensor):
         mse = F.mse_loss(outputs["eps"].float(), outputs["noise"].float())
-        ce = F.binary_cross_entropy_with_logits(outputs["logits"].float(), target, pos_weight=self.pos_weight)
+        ce = self.mask_bce(outputs["logits"], target)
         return mse + self.ce_weight * ce, {"seg": ce.detach(), "diffusion": mse.detach()}
 
 
