@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from .windows import from_windows, pad_to_windows, to_windows
 
 
 class SwinBlock(nn.Module):
@@ -37,7 +38,7 @@ class SwinBlock(nn.Module):
             i = torch.arange(n, device=device)
             return (i >= n - ws).long() + (i >= n - s).long()
         region = band(hp)[:, None] * 3 + band(wp)[None, :]   # arithmetic, not slice assignment: exports cleanly
-        region = region.view(hp // ws, ws, wp // ws, ws).transpose(1, 2).reshape(-1, ws * ws)
+        region = to_windows(region[None, :, :, None], ws)[..., 0]
         diff = region[:, :, None] != region[:, None, :]
         return diff.float() * -100.0
 
@@ -45,13 +46,12 @@ class SwinBlock(nn.Module):
         b, c, h, w = x.shape
         ws = self.window
         t = x.permute(0, 2, 3, 1)
-        ph, pw = (-h) % ws, (-w) % ws
-        y = F.pad(self.norm1(t), (0, 0, 0, pw, 0, ph))
-        hp, wp = h + ph, w + pw
+        y = pad_to_windows(self.norm1(t), ws)
+        hp, wp = y.shape[1], y.shape[2]
         if self.shift:
             y = torch.roll(y, (-self.shift, -self.shift), (1, 2))
         nh, nw = hp // ws, wp // ws
-        y = y.reshape(b, nh, ws, nw, ws, c).transpose(2, 3).reshape(b * nh * nw, ws * ws, c)
+        y = to_windows(y, ws)
         q, k, v = self.qkv(y).view(y.shape[0], ws * ws, 3, self.heads, c // self.heads).permute(2, 0, 3, 1, 4)
         attn = (q @ k.transpose(-2, -1)) * (c // self.heads) ** -0.5
         attn = attn + self.bias_table[self.bias_index].permute(2, 0, 1)
@@ -60,7 +60,7 @@ class SwinBlock(nn.Module):
             attn = attn.view(b, nh * nw, self.heads, ws * ws, ws * ws) + mask[None, :, None]
             attn = attn.view(-1, self.heads, ws * ws, ws * ws)
         y = (attn.softmax(-1) @ v).transpose(1, 2).reshape(-1, ws * ws, c)
-        y = self.proj(y).view(b, nh, nw, ws, ws, c).transpose(2, 3).reshape(b, hp, wp, c)
+        y = from_windows(self.proj(y), b, hp, wp, ws)
         if self.shift:
             y = torch.roll(y, (self.shift, self.shift), (1, 2))
         t = t + y[:, :h, :w]

@@ -17,13 +17,13 @@ stride 1 after stage 2 (so the encoder's stride is 16); a neck to 256 channels.
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Mapping, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from .mamba2d import LayerNorm2d
+from .windows import from_windows, pad_to_windows, to_windows
 
 
 class ConvBN(nn.Sequential):
@@ -124,14 +124,10 @@ class TinyViTBlock(nn.Module):
         self.mlp = Mlp(dim, int(dim * mlp_ratio))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        ws = self.window
+        b, _, h, w = x.shape
         t = x.permute(0, 2, 3, 1)
-        ph, pw = (-h) % ws, (-w) % ws
-        windows = F.pad(t, (0, 0, 0, pw, 0, ph)) if ph or pw else t
-        nh, nw = (h + ph) // ws, (w + pw) // ws
-        windows = windows.reshape(b, nh, ws, nw, ws, c).transpose(2, 3).reshape(b * nh * nw, ws * ws, c)
-        y = self.attn(windows).view(b, nh, nw, ws, ws, c).transpose(2, 3).reshape(b, nh * ws, nw * ws, c)
+        padded = pad_to_windows(t, self.window)
+        y = from_windows(self.attn(to_windows(padded, self.window)), b, padded.shape[1], padded.shape[2], self.window)
         t = t + y[:, :h, :w]
         t = self.local_conv(t.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return (t + self.mlp(t)).permute(0, 3, 1, 2)
@@ -173,16 +169,17 @@ class TinyViT(nn.Module):
                                   nn.Conv2d(neck_dim, neck_dim, 3, padding=1, bias=False), LayerNorm2d(neck_dim))
         self.stride = 4 * int(torch.tensor(list(merge_strides)).prod())
 
-    def forward_stages(self, x: torch.Tensor, taps: Sequence[nn.Module] | None = None
+    def forward_stages(self, x: torch.Tensor, taps: Mapping[str, nn.Module] | None = None
                        ) -> Tuple[torch.Tensor, List[torch.Tensor], List[torch.Tensor]]:
-        """Run the encoder. ``taps[i]``, if given, maps stage i's input to a term added to its merged output
-        (IRSAM's WPMD). Returns (neck embedding, each stage's pre-merge output, each stage's merged output)."""
+        """Run the encoder. ``taps[str(i)]`` (an ``nn.ModuleDict``'s keys), where present, maps stage i's input to
+        a term added to its merged output (IRSAM's WPMD). Returns (neck embedding, each stage's pre-merge
+        output, each stage's merged output)."""
         x = self.patch_embed(x)
         inner, outer = [], []
         for i, stage in enumerate(self.layers):
             pre, merged = stage(x)
-            if taps is not None and taps[i] is not None:
-                merged = merged + taps[i](x)
+            if taps is not None and str(i) in taps:
+                merged = merged + taps[str(i)](x)
             inner.append(pre)
             outer.append(merged)
             x = merged
