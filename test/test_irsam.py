@@ -155,7 +155,7 @@ def test_native_head_starts_as_the_upsampled_paper_mask():
     net = tiny().eval()
     x = torch.rand(1, 1, 32, 48)
     with torch.no_grad():
-        emb, inner, outer = net.encoder.forward_stages(x, net._taps)
+        emb, inner, outer = net.encoder.forward_stages(x, net.wpmd)
         mask, edge = net.decoder(emb, inner[0], outer[-1])
         up = torch.nn.functional.interpolate(mask[:, :1], size=(32, 48), mode="bilinear", align_corners=False)
         assert torch.allclose(net(x), up, atol=1e-6)

@@ -87,12 +87,19 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+class InputConv(nn.Conv2d):
+    """The U-Net's first conv, taking (and ignoring) the time embedding like every other block."""
+
+    def forward(self, x, emb=None):
+        return super().forward(x)
+
+
 class Step(nn.ModuleList):
     """A sequence of blocks that take (x, emb)."""
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         for layer in self:
-            x = layer(x, emb) if isinstance(layer, (ResBlock, SelfAttention, Downsample, Upsample)) else layer(x)
+            x = layer(x, emb)
         return x
 
 
@@ -106,7 +113,7 @@ class NoiseUNet(nn.Module):
         self.channels = channels
         emb_dim = 4 * channels
         self.time_embed = nn.Sequential(nn.Linear(channels, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
-        self.input_blocks = nn.ModuleList([Step([nn.Conv2d(in_ch, channels, 3, padding=1)])])
+        self.input_blocks = nn.ModuleList([Step([InputConv(in_ch, channels, 3, padding=1)])])
         skip_ch, ch, ds = [channels], channels, 1
         for level, m in enumerate(mult):
             for _ in range(num_res_blocks):

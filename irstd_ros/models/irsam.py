@@ -169,16 +169,14 @@ class IRSAM(nn.Module):
         self.stride = self.encoder.stride
         outs = list(embed_dims[1:]) + [embed_dims[-1]]
         strides = list(merge_strides) + [1]
-        self.wpmd = nn.ModuleList(
-            WPMD(embed_dims[i], outs[i], strides[i], wpmd_steps) if i in wpmd_stages else nn.Identity()
-            for i in range(len(embed_dims)))
-        self._taps = [m if isinstance(m, WPMD) else None for m in self.wpmd]
+        self.wpmd = nn.ModuleDict({str(i): WPMD(embed_dims[i], outs[i], strides[i], wpmd_steps)
+                                   for i in range(len(embed_dims)) if i in wpmd_stages})
         self.decoder = GranularityAwareDecoder(neck_dim, embed_dims[0], embed_dims[-1], upscale_dim,
                                                decoder_depth, decoder_heads, decoder_mlp_dim)
         self.head = NativeResolutionHead(in_chans, 4, head_width) if native_head else None
 
     def forward(self, x: torch.Tensor, return_edge: bool = False):
-        embedding, inner, outer = self.encoder.forward_stages(x, self._taps)
+        embedding, inner, outer = self.encoder.forward_stages(x, self.wpmd)
         mask, edge = self.decoder(embedding, inner[0], outer[-1])
         if self.head is not None:
             mask, edge = self.head(x, mask, edge)
