@@ -194,7 +194,8 @@ class DetectorNode(LifecycleNode):
             self._publish_label_info()
         if names & set(RELOAD) and self.detector is not None:
             self._start_reload()
-        elif self.detector is not None and any((split_knob(n) or ("",))[0] == self.detector.cfg.model for n in names):
+        elif self.detector is not None and any(split_knob(n) and n.startswith(f"{self.detector.cfg.model}.")
+                                               for n in names):
             det = self.detector
             try:
                 det.set_knobs(self._knobs(det.cfg.model))   # read by the worker from the next frame on

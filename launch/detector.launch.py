@@ -11,7 +11,7 @@ from launch_ros.actions import LifecycleNode
 from irstd_ros.launch_config import detector_node_config
 
 ARGS = {
-    "model": ("lrrnet", "network: lrrnet or irmamba (a model with a config/<model>.yaml)"),
+    "model": ("lrrnet", "network: a registered model with a config/<model>.yaml (lrrnet, irmamba, irsam, irstd_diff)"),
     "namespace": ("irstd", "node namespace; topics are relative to it"),
     "image_topic": ("", "remap the input; empty keeps <namespace>/image"),
     "params_file": ("", "parameters YAML; empty uses config/<model>.yaml"),

@@ -57,8 +57,8 @@ Training precision: bf16 where the CPU has it. The first 17 epochs of the shippe
 because at initialisation the bf16 gradient's cosine to fp32 was low (0.53 on random frames, 0.76
 on real ones); the likely reason, not verified: there the loss gradient is nearly uniform over the
 background, BatchNorm's backward subtracts its mean, and the small remainder drowns in bf16
-rounding. At the run's epoch-14 weights
-it is 0.9923 (``bench/profile_irmamba.py bf16-grad --weights``), so the run continued in bf16.
+rounding. At the run's epoch-14 weights it is 0.9923 (``bench/profile_irmamba.py bf16-grad
+--weights``), so the run continued in bf16.
 """
 from __future__ import annotations
 
