@@ -55,3 +55,24 @@ def tiny_sirst(sirst_root, tmp_path_factory) -> Path:
     names = (sirst_root / "splits" / "trainval.txt").read_text().split()
     return make_subset(sirst_root, tmp_path_factory.mktemp("tiny") / "sirst-v1",
                        {"train": names[:12], "val": names[12:16]})
+
+
+def tiny_checkpoint(path: Path, name: str, prepare=None, **args) -> Path:
+    """An untrained test-sized ``name`` (its registered tiny_args, updated by ``args``) saved as a checkpoint;
+    ``prepare(model)`` may change it first."""
+    import torch
+
+    from irstd_ros.models import create_model, model_cfg
+    full = {**model_cfg(name).tiny_args, **args}
+    model = create_model(name, **full)
+    if prepare is not None:
+        prepare(model)
+    torch.save({"model": name, "model_args": full, "state_dict": model.state_dict()}, path)
+    return path
+
+
+def visible_noise(net) -> None:
+    """IRSTD-Diff's ε output conv starts at zero, so an untrained one predicts ε = 0 and the sampled mask would
+    not depend on the noise: give it small random weights."""
+    import torch
+    torch.nn.init.normal_(net.unet.out[-1].weight, std=0.1)

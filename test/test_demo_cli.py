@@ -6,9 +6,8 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
-from irstd_ros.models import create_model, model_cfg
+from conftest import tiny_checkpoint
 
 DEMO = [sys.executable, "-m", "irstd_ros.cli.demo"]
 
@@ -30,10 +29,7 @@ def test_unloadable_weights_fail_in_one_line(args, fragment):
 
 
 def test_offline_demo_runs_irmamba_from_a_checkpoint(tmp_path):
-    args = dict(model_cfg("irmamba").tiny_args)
-    ckpt = tmp_path / "irmamba.pt"
-    torch.save({"model": "irmamba", "model_args": args, "state_dict": create_model("irmamba", **args).state_dict()},
-               ckpt)
+    ckpt = tiny_checkpoint(tmp_path / "irmamba.pt", "irmamba")
     r = run("--model", "irmamba", "--weights", ckpt, "--offline")
     assert r.returncode == 0, r.stderr
     assert "irmamba/" in r.stdout and "Misc_" in r.stdout

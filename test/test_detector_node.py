@@ -13,6 +13,7 @@ from irstd_ros.metrics import components
 from irstd_ros.models import list_models
 from irstd_ros.pipeline import postprocess
 
+from conftest import tiny_checkpoint, visible_noise  # noqa: I100
 from ros_harness import Harness, image_from_array, running_detector, start_detector, stamp_key, wait_log  # noqa: I100,E501
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
@@ -270,19 +271,21 @@ def test_overlay_is_published_only_while_subscribed(graph, frame):
         h.node.destroy_subscription(sub)
 
 
+def _back_to_lrrnet(h) -> dict:
+    """Swap back to the shipped LRRNet and wait until it serves with no ERROR (a failed swap's clears then; a WARN
+    may remain: this module's graph has skipped malformed frames in an earlier test). Its last diagnostics."""
+    assert h.set_atomically(model="lrrnet", weights="").successful
+    return h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet/") and d.get("level", 2) < 2,
+                              timeout=180)
+
+
 @pytest.mark.parametrize("name", [n for n in list_models() if n != "lrrnet"])
 def test_hot_swap_to_each_model_and_back_and_a_corrupt_checkpoint_keeps_serving(graph, frame, tmp_path, name):
     """model:=<name> swaps in live (an untrained test-sized variant: this checks serving, not accuracy), a
     corrupt checkpoint of it fails in one line while it keeps answering, and LRRNet swaps back."""
-    import torch
-
-    from irstd_ros.models import create_model, model_cfg
     h, proc, log = graph
     img8, _ = frame
-    args = dict(model_cfg(name).tiny_args)
-    ckpt = tmp_path / f"{name}_tiny.pt"
-    torch.save({"model": name, "model_args": args, "state_dict": create_model(name, **args).state_dict()},
-               ckpt)
+    ckpt = tiny_checkpoint(tmp_path / f"{name}_tiny.pt", name)
     assert h.set_atomically(model=name, weights=str(ckpt)).successful
     d = h.wait_diagnostics(lambda d: d.get("backend", "").startswith(f"{name}/"), timeout=180)
     assert d["backend"].startswith(f"{name}/") and d["weights"] == str(ckpt), d
@@ -301,10 +304,7 @@ def test_hot_swap_to_each_model_and_back_and_a_corrupt_checkpoint_keeps_serving(
     out = roundtrip(h, image_from_array(img8, "mono8", next_stamp()))
     assert out is not None                                # the model still answers
 
-    assert h.set_atomically(model="lrrnet", weights="").successful
-    # the failed swap's ERROR clears once LRRNet is back (a WARN may remain: this module's graph has skipped
-    # malformed frames in an earlier test)
-    d = h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet/") and d.get("level", 2) < 2, timeout=180)
+    d = _back_to_lrrnet(h)
     assert d["backend"].startswith("lrrnet/") and d["level"] < 2, d
     assert roundtrip(h, image_from_array(img8, "mono8", next_stamp())).detections
 
@@ -320,16 +320,9 @@ def test_irstd_diff_serves_both_modes_and_its_knobs_apply_live_or_are_refused(gr
     """model:=irstd_diff (an untrained test-sized variant) in diffusion mode and CE mode: the knob parameters
     apply on the next frame, a value this model cannot run is refused with the reason, and the seeded sampling
     gives the same scores for the same frame."""
-    import torch
-
-    from irstd_ros.models import create_model, model_cfg
     h, proc, _ = graph
     img8, _ = frame
-    args = dict(model_cfg("irstd_diff").tiny_args)
-    model = create_model("irstd_diff", **args)
-    torch.nn.init.normal_(model.unet.out[-1].weight, std=0.1)   # untrained and zero-initialised, ε would be 0
-    ckpt = tmp_path / "irstd_diff_tiny.pt"
-    torch.save({"model": "irstd_diff", "model_args": args, "state_dict": model.state_dict()}, ckpt)
+    ckpt = tiny_checkpoint(tmp_path / "irstd_diff_tiny.pt", "irstd_diff", prepare=visible_noise)
     try:
         assert h.set_atomically(model="irstd_diff", weights=str(ckpt)).successful
         d = h.wait_diagnostics(lambda d: d.get("backend", "").startswith("irstd_diff/"), timeout=180)
@@ -349,24 +342,16 @@ def test_irstd_diff_serves_both_modes_and_its_knobs_apply_live_or_are_refused(gr
         assert proc.poll() is None
     finally:
         h.set_param("irstd_diff.seed", 0)
-        assert h.set_atomically(model="lrrnet", weights="").successful
-        h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet/") and d.get("level", 2) < 2, timeout=180)
+        _back_to_lrrnet(h)
 
 
 def test_a_long_diffusion_sampling_drops_frames_and_keeps_the_node_responsive(graph, frame, tmp_path):
     """IRSTD-Diff sampling every DDPM step (slow by design): frames arriving meanwhile are dropped and counted,
     never queued, the newest is answered, parameters can be set while a frame is sampled, and a new sampler and
     step count apply from the next frame."""
-    import torch
-
-    from irstd_ros.models import create_model, model_cfg
     h, proc, _ = graph
     img8, _ = frame
-    args = {**model_cfg("irstd_diff").tiny_args, "sampler": "ddpm"}
-    model = create_model("irstd_diff", **args)
-    torch.nn.init.normal_(model.unet.out[-1].weight, std=0.1)   # untrained and zero-initialised, ε would be 0
-    ckpt = tmp_path / "irstd_diff_ddpm.pt"
-    torch.save({"model": "irstd_diff", "model_args": args, "state_dict": model.state_dict()}, ckpt)
+    ckpt = tiny_checkpoint(tmp_path / "irstd_diff_ddpm.pt", "irstd_diff", prepare=visible_noise, sampler="ddpm")
     try:
         assert h.set_atomically(model="irstd_diff", weights=str(ckpt)).successful
         h.wait_diagnostics(lambda d: d.get("weights") == str(ckpt), timeout=180)
@@ -389,5 +374,4 @@ def test_a_long_diffusion_sampling_drops_frames_and_keeps_the_node_responsive(gr
         assert proc.poll() is None
     finally:
         h.set_atomically(**{"irstd_diff.sampler": "auto", "irstd_diff.sampling_steps": 0})
-        assert h.set_atomically(model="lrrnet", weights="").successful
-        h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet/") and d.get("level", 2) < 2, timeout=180)
+        _back_to_lrrnet(h)

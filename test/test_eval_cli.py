@@ -13,6 +13,8 @@ from irstd_ros.checkpoints import default_weights
 from irstd_ros.datasets import IRSTDDataset, read_mask
 from irstd_ros.metrics import MetricAccumulator
 
+from conftest import tiny_checkpoint
+
 EVAL = [sys.executable, "-m", "irstd_ros.cli.eval"]
 
 
@@ -145,10 +147,7 @@ def _registered():
 def test_eval_runs_every_model_from_a_checkpoint(name, tiny_sirst, tmp_path):
     """irstd-eval --model <name> --weights <ckpt> on real frames, both protocols: the CLI path every new
     model takes before its weights ship (a test-sized, untrained network: this checks the path, not quality)."""
-    from irstd_ros.models import create_model, model_cfg
-    args = dict(model_cfg(name).tiny_args)
-    ckpt = tmp_path / f"{name}.pt"
-    torch.save({"model": name, "model_args": args, "state_dict": create_model(name, **args).state_dict()}, ckpt)
+    ckpt = tiny_checkpoint(tmp_path / f"{name}.pt", name)
     for protocol in ("paper", "native"):
         out = tmp_path / f"{protocol}.json"
         r = run("--model", name, "--weights", ckpt, "--data", tiny_sirst, "--split", "val", "--protocol", protocol,

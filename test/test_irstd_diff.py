@@ -15,6 +15,8 @@ from irstd_ros.models import create_model, model_cfg
 from irstd_ros.models.irstd_diff import IRSTDDiff, LowFrequencyIsolation
 from irstd_ros.ops import haar_dwt2d_reference
 
+from conftest import tiny_checkpoint, visible_noise
+
 
 def tiny(**over) -> IRSTDDiff:
     return create_model("irstd_diff", **{**model_cfg("irstd_diff").tiny_args, **over})
@@ -128,14 +130,10 @@ def test_the_ce_runs_once_per_frame_and_the_unet_once_per_step():
     assert calls == {"ce": 1, "unet": 0}
 
 
-def _nonzero_output(net: IRSTDDiff) -> IRSTDDiff:
-    torch.nn.init.normal_(net.unet.out[-1].weight, std=0.1)   # the zero-initialised output would hide the noise
-    return net
-
-
 def test_sampling_is_seeded_and_the_seed_matters():
     torch.manual_seed(0)
-    net = _nonzero_output(tiny(sampling_steps=3)).eval()
+    net = tiny(sampling_steps=3).eval()
+    visible_noise(net)
     x = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
         a, b = net(x), net(x)
@@ -148,7 +146,8 @@ def test_sampling_is_seeded_and_the_seed_matters():
 
 def test_modes_and_the_fused_blend():
     torch.manual_seed(0)
-    net = _nonzero_output(tiny(sampling_steps=2)).eval()
+    net = tiny(sampling_steps=2).eval()
+    visible_noise(net)
     x = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
         net.configure(mode="ce")
@@ -194,17 +193,9 @@ def test_paper_configuration_parts():
     assert net.stride == 32 and net.diffusion.T == 100
 
 
-def _tiny_checkpoint(tmp_path, **args):
-    path = tmp_path / "irstd_diff_tiny.pt"
-    full = {**model_cfg("irstd_diff").tiny_args, **args}
-    torch.save({"model": "irstd_diff", "model_args": full, "state_dict": create_model("irstd_diff", **full).state_dict()},
-               path)
-    return path
-
-
 def test_detector_knobs_apply_refuse_and_auto_restores_the_shipped_setting(tmp_path):
     from irstd_ros.detector import Detector, DetectorConfig
-    path = _tiny_checkpoint(tmp_path, mode="ce", sampling_steps=3)
+    path = tiny_checkpoint(tmp_path / "irstd_diff_tiny.pt", "irstd_diff", mode="ce", sampling_steps=3)
     det = Detector(DetectorConfig(model="irstd_diff", weights=str(path), knobs={"mode": "auto", "sampling_steps": 0}))
     assert (det.model.mode, det.model.sampling_steps) == ("ce", 3)             # auto: as the weights were shipped
     det.set_knobs({"mode": "diffusion", "sampling_steps": 5})
