@@ -15,10 +15,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .norm import GroupNorm
 
-def group_norm(ch: int) -> nn.GroupNorm:
+
+def group_norm(ch: int) -> GroupNorm:
     """GroupNorm with 32 groups where the width allows (narrow test/CPU variants use fewer)."""
-    return nn.GroupNorm(math.gcd(32, ch), ch)
+    return GroupNorm(math.gcd(32, ch), ch)
 
 
 def zero(module: nn.Module) -> nn.Module:

@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..layers.norm import GroupNorm
 from .registry import ModelCfg, register_model
 
 
@@ -37,7 +38,7 @@ class PreActUnit(nn.Module):
 
     def __init__(self, channels: int, layer_scale: float):
         super().__init__()
-        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.norm = GroupNorm(_groups(channels), channels)
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
         self.gamma = nn.Parameter(torch.full((channels, 1, 1), float(layer_scale)))
 
@@ -57,7 +58,7 @@ class SelfAttention2d(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.norm = GroupNorm(_groups(channels), channels)
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
 
