@@ -34,6 +34,8 @@ setup(
         "test": ["pytest>=8", "scikit-image>=0.22", "PyWavelets>=1.5"],
         "gpu": ["triton>=3.0"],
         "deploy": ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18", "openvino>=2024.0"],
+        # NVIDIA GPUs: needs the CUDA build of torch 2.13 first (see requirements-tensorrt.txt)
+        "tensorrt": ["torch-tensorrt==2.13.0", "triton>=3.0"],  # torch-tensorrt pulls its TensorRT wheels
     },
     zip_safe=False,  # the C++ kernel sources are compiled from the installed files
     entry_points={
@@ -42,6 +44,7 @@ setup(
             "irstd-demo = irstd_ros.cli.demo:main",
             "irstd-detector = irstd_ros.detector_node:main",
             "irstd-bag = irstd_ros.cli.bag:main",
+            "irstd-build = irstd_ros.cli.build:main",
         ],
     },
 )

@@ -6,27 +6,28 @@ through :class:`Detector`, so they all see identical numbers.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from .backends import BACKENDS
+from .backends import BACKENDS, pair_problem, unavailable
 from .checkpoints import load_model
 from .models import model_cfg
 from .pipeline import Detection, postprocess, preprocess, restore, run_model
 from .precision import resolve_precision
 
-__all__ = ["BACKENDS", "Detector", "DetectorConfig", "device_problem"]
+__all__ = ["BACKENDS", "Detector", "DetectorConfig", "config_problem", "device_problem"]
 
 
 @dataclass
 class DetectorConfig:
     model: str = "lrrnet"
     weights: Optional[str] = None
-    backend: str = "torch"
+    backend: str = "torch"        # irstd_ros.backends.BACKENDS
     device: str = "cpu"
-    precision: str = "auto"       # auto | fp32 | bf16
+    precision: str = "auto"       # auto | fp32 | bf16 | fp16 (what the backend and device run: BACKEND_PRECISIONS)
+    cache_dir: Optional[str] = None  # compiled engines (non-torch backends); None: the user's cache directory
     input_size: int = 0           # 0: native protocol (pad to stride); N: resize to N x N (paper protocol)
     knobs: Dict[str, Any] = field(default_factory=dict)  # the model's registered knobs; "auto"/missing: as shipped
 
@@ -49,21 +50,37 @@ def device_problem(device: str) -> Optional[str]:
     return None
 
 
+def config_problem(cfg: DetectorConfig) -> Optional[str]:
+    """Why this model, backend, device and precision cannot run together here, else None (imports the
+    backend's library to find out whether it is installed)."""
+    try:
+        backends = model_cfg(cfg.model).backends
+    except KeyError as exc:
+        return str(exc.args[0])
+    return (pair_problem(cfg.backend, cfg.device, cfg.precision, cfg.model, backends)
+            or unavailable(cfg.backend, cfg.device))
+
+
 class Detector:
-    def __init__(self, cfg: Optional[DetectorConfig] = None):
+    def __init__(self, cfg: Optional[DetectorConfig] = None, report: Optional[Callable[[str, bool], None]] = None):
+        """``report(line, is_warning)``: where a compiling backend says which engine it built or loaded."""
         cfg = cfg or DetectorConfig()
-        if cfg.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {cfg.backend!r}; available: {', '.join(BACKENDS)}")
-        problem = device_problem(cfg.device)
+        problem = device_problem(cfg.device) or config_problem(cfg)
         if problem:
             raise ValueError(problem)
         self.cfg = cfg
         self.device = torch.device(cfg.device)
-        self.precision = resolve_precision(cfg.precision, self.device)
+        self.precision = resolve_precision(cfg.precision, self.device, backend=cfg.backend)
         model, self.meta = load_model(cfg.model, cfg.weights)
         self.model = model.to(self.device)
-        if self.precision == "bf16" or self.device.type == "cpu":
+        if cfg.backend == "torch" and (self.precision == "bf16" or self.device.type == "cpu"):
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.compiled = None
+        if cfg.backend != "torch":
+            from .backends.cache import EngineCache
+            from .backends.compiled import CompiledModel
+            self.compiled = CompiledModel(cfg.model, self.model, self.meta["path"], cfg.backend, self.precision,
+                                          cfg.device, EngineCache(cfg.cache_dir), report=report)
         self.stride = self.model.stride
         if cfg.input_size and cfg.input_size % self.stride:
             raise ValueError(f"input_size {cfg.input_size} must be a multiple of {self.stride}")
@@ -110,7 +127,10 @@ class Detector:
         if size and size % self.stride:
             raise ValueError(f"input_size {size} must be a multiple of {self.stride}")
         x, geom = preprocess(image, self.stride, size or None)
-        probs = run_model(self.model, x.contiguous(memory_format=torch.channels_last), self.precision)[0]
+        if self.compiled is not None:
+            probs = torch.sigmoid(self.compiled(x).float())[0, 0].numpy()
+        else:
+            probs = run_model(self.model, x.contiguous(memory_format=torch.channels_last), self.precision)[0]
         return restore(probs, geom)
 
     def detect(self, image: np.ndarray, threshold: float = 0.5, min_area: int = 1, max_area: int = 0,

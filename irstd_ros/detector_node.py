@@ -39,7 +39,7 @@ from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo, ObjectHypo
 
 from . import image_codec
 from .checkpoints import operating_threshold
-from .detector import Detector, DetectorConfig, device_problem
+from .detector import Detector, DetectorConfig, config_problem, device_problem
 from .errors import ImageFormatError, one_line
 from .frame_slot import FrameSlot
 from .node_params import PARAMS, knob_specs, split_knob, stride_problem, validate
@@ -176,12 +176,25 @@ class DetectorNode(LifecycleNode):
         """The current values of ``model``'s knob parameters."""
         return {name.split(".", 1)[1]: self.p(name) for name in knob_specs() if name.startswith(f"{model}.")}
 
+    def _engine_refusal(self, values: Dict[str, object]) -> Optional[str]:
+        """Why the model, backend, device and precision (current values overridden by ``values``) cannot run
+        together on this machine, else None."""
+        if not values.keys() & {"model", "backend", "device", "precision"}:
+            return None
+        cur = {name: values.get(name, self.p(name)) for name in ("model", "backend", "device", "precision")}
+        return config_problem(DetectorConfig(model=cur["model"], backend=cur["backend"], device=cur["device"],
+                                             precision=cur["precision"]))
+
     def _on_set_parameters(self, params) -> SetParametersResult:
         for prm in params:
             reason = None if prm.name == "autostart" else self._refusal(prm.name, prm.value)
             if reason is not None:
-                self.get_logger().warning(f"refused parameter: {reason}")
-                return SetParametersResult(successful=False, reason=reason)
+                break
+        else:
+            reason = self._engine_refusal({prm.name: prm.value for prm in params})
+        if reason is not None:
+            self.get_logger().warning(f"refused parameter: {reason}")
+            return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
     def _after_set_parameters(self, params) -> None:
@@ -224,9 +237,14 @@ class DetectorNode(LifecycleNode):
         self._pubs["label_info"].publish(LabelInfo(
             class_map=[VisionClass(class_id=0, class_name=self.p("class_name"))], threshold=float(self._threshold(det))))
 
+    def _engine_report(self, line: str, warning: bool) -> None:
+        """A compiling backend's one line per engine: compiled, loaded from the cache, or rebuilt (and why)."""
+        (self.get_logger().warning if warning else self.get_logger().info)(line)
+
     def _detector_config(self) -> DetectorConfig:
         return DetectorConfig(model=self.p("model"), weights=self.p("weights") or None, backend=self.p("backend"),
-                              device=self.p("device"), precision=self.p("precision"), knobs=self._knobs(self.p("model")))
+                              device=self.p("device"), precision=self.p("precision"), knobs=self._knobs(self.p("model")),
+                              cache_dir=self.p("cache_dir") or None)
 
     def _start_reload(self) -> None:
         """Queue a model swap: the torch thread loads it between frames (or at once when idle)."""
@@ -245,7 +263,7 @@ class DetectorNode(LifecycleNode):
             return
         self._busy = (f"loading {cfg.model}", time.monotonic())
         try:
-            new = Detector(cfg)
+            new = Detector(cfg, report=self._engine_report)
             new.warmup(*self._last_shape)
         except Exception as exc:  # noqa: BLE001  any failure, e.g. AssertionError from a CUDA-less torch
             running = self.detector.name if self.detector is not None else "none"
@@ -275,7 +293,7 @@ class DetectorNode(LifecycleNode):
             reason = self._refusal(spec.name, self.p(spec.name))
             if reason:
                 return reason
-        return None
+        return self._engine_refusal({"backend": self.p("backend")})
 
     def _fail(self, step: str, reason: str) -> TransitionCallbackReturn:
         """One line with the reason, in the log and in /diagnostics."""
@@ -292,7 +310,7 @@ class DetectorNode(LifecycleNode):
             return self._fail("configure", problem)
         cfg = self._detector_config()
         try:
-            self.detector = self._torch.submit(Detector, cfg).result()
+            self.detector = self._torch.submit(Detector, cfg, self._engine_report).result()
             out_qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
             self._pubs = {name: self.create_lifecycle_publisher(kind, name, out_qos) for name, kind in (
                 ("detections", Detection2DArray), ("mask", Image), ("scores", Image), ("overlay", Image))}
@@ -516,6 +534,7 @@ class DetectorNode(LifecycleNode):
         det = self.detector
         kvs = [KeyValue(key=k, value=f"{v:.2f}" if isinstance(v, float) else str(v)) for k, v in values.items()]
         kvs += [KeyValue(key="backend", value=det.name if det else "none"),
+                KeyValue(key="engine", value=det.compiled.last_lookup() if det and det.compiled else ""),
                 KeyValue(key="weights", value=det.meta["path"] if det else "")]
         status = DiagnosticStatus(level=level, name=f"{self.get_fully_qualified_name()}: irstd detector",
                                   message=message, hardware_id=det.name if det else "", values=kvs)

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
-from .backends import BACKENDS
+from .backends import BACKENDS, DESCRIPTION as BACKEND_DESCRIPTION
 from .image_codec import DEFAULT_MAX_PIXELS, NORMALIZATIONS
 from .precision import PRECISIONS
 
@@ -52,10 +52,13 @@ def stride_problem(model: str, input_size: int) -> Optional[str]:
 PARAMS = (
     ParamSpec("model", "lrrnet", "Network to run (registry name).", choices=None, effect="reload"),
     ParamSpec("weights", "", "Checkpoint path; empty for the model's shipped weights.", effect="reload"),
-    ParamSpec("backend", "torch", "Inference backend.", choices=BACKENDS, effect="reload"),
-    ParamSpec("device", "cpu", "Torch device: cpu, cuda, cuda:N.", effect="reload"),
-    ParamSpec("precision", "auto", "auto picks bf16 on CPUs with native bf16 (AMX/AVX512-BF16), else fp32.",
+    ParamSpec("backend", "torch", f"Inference backend. {BACKEND_DESCRIPTION}", choices=BACKENDS, effect="reload"),
+    ParamSpec("device", "cpu", "Device: cpu, cuda, cuda:N.", effect="reload"),
+    ParamSpec("precision", "auto", "auto: bf16 where the CPU/GPU computes it natively (AMX/AVX512-BF16, Ampere+), "
+              "else fp32; fp32 on onnxruntime, fp16 on tensorrt. fp16 runs on GPUs only.",
               choices=PRECISIONS, effect="reload"),
+    ParamSpec("cache_dir", "", "Compiled engines of the non-torch backends; empty: $IRSTD_CACHE_DIR or "
+              "~/.cache/irstd_ros/engines. Pre-build them with irstd-build.", effect="reload"),
     ParamSpec("threshold", 0.5, "Probability above which a pixel is target, in (0, 1).", range=(0.0, 1.0),
               exclusive=True),
     ParamSpec("min_area", 1, "Smallest component kept, in pixels.", range=(1, 1_000_000)),

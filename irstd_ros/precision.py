@@ -14,7 +14,7 @@ import functools
 from pathlib import Path
 from typing import Optional, Tuple
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 CUDA_NATIVE_BF16 = (8, 0)  # compute capability of Ampere, the first with bf16 tensor cores
 
 
@@ -34,19 +34,31 @@ def cpu_has_fast_bf16() -> bool:
     return bool({"amx_bf16", "avx512_bf16"} & flags)
 
 
-def resolve_precision(precision: str, device="cpu", cuda_capability: Optional[Tuple[int, int]] = None) -> str:
-    """Map ``auto`` to ``bf16`` or ``fp32`` for this machine; validate explicit choices.
+def resolve_precision(precision: str, device="cpu", cuda_capability: Optional[Tuple[int, int]] = None,
+                      backend: str = "torch") -> str:
+    """Map ``auto`` to what ``backend`` runs fastest on this machine; validate explicit choices.
 
+    ``auto``: bf16 where the CPU or GPU has native bf16 math, else fp32 (torch,
+    OpenVINO); fp32 for ONNX Runtime (no bf16 CPU kernels); fp16 for TensorRT.
     ``cuda_capability`` overrides the queried GPU's (major, minor), so the
     decision can be tested without that GPU.
     """
     import torch
 
+    from .backends import pair_problem
+
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
     dev = torch.device(device)
+    problem = pair_problem(backend, dev.type, precision)
+    if problem:
+        raise ValueError(problem)
     if precision != "auto":
         return precision
+    if backend == "onnxruntime":
+        return "fp32"
+    if backend == "tensorrt":
+        return "fp16"
     if dev.type == "cuda":
         capability = cuda_capability or torch.cuda.get_device_capability(dev)
         return "bf16" if tuple(capability) >= CUDA_NATIVE_BF16 else "fp32"

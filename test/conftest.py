@@ -12,6 +12,11 @@ import pytest
 # kernel is decorated: set it before anything imports irstd_ros.ops.triton_kernels.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# compiled engines of the test run go to a directory of its own, never the user's cache
+if "IRSTD_CACHE_DIR" not in os.environ:
+    import tempfile
+    os.environ["IRSTD_CACHE_DIR"] = tempfile.mkdtemp(prefix="irstd-test-engines-")
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `training/` is run from the repo, not installed
     sys.path.insert(0, str(REPO))

@@ -17,4 +17,11 @@ def test_explicit_choices_are_kept_and_unknown_ones_refused():
     assert resolve_precision("fp32", "cuda", cuda_capability=(9, 0)) == "fp32"
     assert resolve_precision("bf16", "cpu") == "bf16"
     with pytest.raises(ValueError, match="unknown precision"):
+        resolve_precision("fp8", "cpu")
+    with pytest.raises(ValueError, match="torch on cpu runs fp32, bf16, not precision='fp16'"):
         resolve_precision("fp16", "cpu")
+
+
+@pytest.mark.parametrize("backend, device, want", [("onnxruntime", "cpu", "fp32"), ("tensorrt", "cuda", "fp16")])
+def test_auto_follows_the_backend(backend, device, want):
+    assert resolve_precision("auto", device, cuda_capability=(9, 0), backend=backend) == want

@@ -23,3 +23,24 @@ def knob_ros_args(model: str, items: Sequence[str]) -> list:
     for name, value in parse_knobs(items).items():
         out += ["-p", f"{model}.{name}:={value}"]
     return out
+
+
+def add_engine_args(parser) -> None:
+    """``--backend``, ``--precision`` and ``--cache-dir``, the same choices as the node's parameters."""
+    from ..backends import BACKENDS, DESCRIPTION
+    from ..precision import PRECISIONS
+    parser.add_argument("--backend", default="torch", choices=BACKENDS, help=DESCRIPTION)
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="auto: what the backend runs fastest here (bf16 on CPUs with native bf16)")
+    parser.add_argument("--cache-dir", default="", help="compiled engines (default: ~/.cache/irstd_ros/engines)")
+
+
+def engine_config(args) -> Dict[str, Any]:
+    """DetectorConfig keywords from :func:`add_engine_args`' options."""
+    return {"backend": args.backend, "precision": args.precision, "cache_dir": args.cache_dir or None}
+
+
+def engine_ros_args(args) -> list:
+    """The same choices as node parameters, for the tools that start the node."""
+    out = ["-p", f"backend:={args.backend}", "-p", f"precision:={args.precision}"]
+    return out + (["-p", f"cache_dir:={args.cache_dir}"] if args.cache_dir else [])

@@ -23,8 +23,9 @@ from ..errors import IRSTDError, one_line
 from ..evaluation import latency_summary
 from ..metrics import MetricAccumulator
 from ..pipeline import postprocess
+from ..progress import progress
 from ..machine import machine_description
-from . import knob_ros_args, parse_knobs
+from . import add_engine_args, engine_config, engine_ros_args, knob_ros_args, parse_knobs
 from .eval import format_table
 
 PROG = "irstd-bag"
@@ -63,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--weights", default="")
     e.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                    help="a model knob (e.g. mode=ce for irstd_diff); default: as shipped")
+    add_engine_args(e)
     e.add_argument("--mode", default="offline", choices=("offline", "live"))
     e.add_argument("--rate", type=float, default=1.0, help="live: playback speed factor")
     e.add_argument("--threshold", type=float, default=None,
@@ -132,11 +134,12 @@ class Scorer:
 
 def eval_offline(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
     from ..detector import Detector, DetectorConfig
-    det = Detector(DetectorConfig(model=args.model, weights=args.weights or None, knobs=parse_knobs(args.knob)))
+    det = Detector(DetectorConfig(model=args.model, weights=args.weights or None, knobs=parse_knobs(args.knob),
+                                  **engine_config(args)))
     det.warmup()
     scorer = Scorer(args.threshold, gts)
     lat = []
-    for stamp, img in reader.images(img_topic):
+    for stamp, img in progress(reader.images(img_topic), total=reader.count(img_topic), desc="bag eval"):
         grey = _grey(img, args.normalization, stamp)
         t0 = time.perf_counter()
         probs = det.probabilities(grey)
@@ -144,7 +147,7 @@ def eval_offline(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
         scorer.add(stamp, grey, probs, keep_overlay=bool(args.overlay))
     n = scorer.frames
     return {**scorer.summary(), **latency_summary(lat), "frames_sent": n, "frames_answered": n, "dropped": 0,
-            "backend": det.name, "overlays": scorer.overlays}
+            "backend": det.cfg.backend, "precision": det.precision, "engine": det.name, "overlays": scorer.overlays}
 
 
 def eval_live(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
@@ -156,7 +159,7 @@ def eval_live(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
     ns = f"irstd_bag_eval_{os.getpid()}"
     node = start_detector(ns, args.model, args.weights or None, args.threshold,
                           ["-p", f"mono16_normalization:={args.normalization}", "-p", "qos_depth:=1",
-                           *knob_ros_args(args.model, args.knob)])
+                           *knob_ros_args(args.model, args.knob), *engine_ros_args(args)])
     client = StreamClient(namespace=ns)
     try:
         if not client.wait_for_detector(timeout=180):
@@ -176,7 +179,7 @@ def eval_live(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
         stop(node)
     scorer = Scorer(args.threshold, gts)
     lat = []
-    for stamp in order:
+    for stamp in progress(order, desc="bag eval (live)"):
         if stamp not in client.detections or stamp not in client.masks:
             continue
         lat.append(1e3 * (client.detections[stamp][1] - client.sent[stamp]))
@@ -186,7 +189,8 @@ def eval_live(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
                    keep_overlay=bool(args.overlay))
     answered = scorer.frames
     out = {**scorer.summary(), **latency_summary(lat), "frames_sent": len(order), "frames_answered": answered,
-           "dropped": len(order) - answered, "backend": "detector node", "overlays": scorer.overlays}
+           "dropped": len(order) - answered, "backend": args.backend, "precision": args.precision,
+           "engine": "detector node", "overlays": scorer.overlays}
     out["fps"] = answered / duration if duration > 0 else 0.0  # live: throughput, not 1/latency
     if "auc" in out:
         out["auc"] = None  # the node publishes binary masks, not scores: no ROC from a live run

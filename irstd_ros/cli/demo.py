@@ -20,7 +20,7 @@ import numpy as np
 from ..datasets import IRSTDDataset
 from ..errors import IRSTDError, one_line
 from ..metrics import MetricAccumulator, components
-from . import knob_ros_args, parse_knobs
+from . import add_engine_args, engine_config, engine_ros_args, knob_ros_args, parse_knobs
 from .eval import format_table
 
 SAMPLE = Path(__file__).resolve().parents[1] / "sample" / "sirst-v1"
@@ -32,6 +32,7 @@ def parse(argv):
     ap.add_argument("--weights", default="")
     ap.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                     help="a model knob (e.g. mode=ce for irstd_diff); default: as shipped")
+    add_engine_args(ap)
     ap.add_argument("--data", default=str(SAMPLE), help="dataset directory (default: the bundled sample)")
     ap.add_argument("--split", default="demo")
     ap.add_argument("--threshold", type=float, default=None,
@@ -49,7 +50,8 @@ def offline(args) -> int:
     from ..evaluation import evaluate
     from ..pipeline import postprocess
     ds = IRSTDDataset(args.data, args.split, protocol="native")
-    det = Detector(DetectorConfig(model=args.model, weights=args.weights or None, knobs=parse_knobs(args.knob)))
+    det = Detector(DetectorConfig(model=args.model, weights=args.weights or None, knobs=parse_knobs(args.knob),
+                                  **engine_config(args)))
     det.warmup()
     print(f"irstd-demo (offline): {det.name}, weights {det.meta['path']}\n")
 
@@ -85,7 +87,8 @@ def live(args) -> int:
     samples = [ds.load(n) for n in ds.names]
     ns = f"irstd_demo_{os.getpid()}"
     print(f"irstd-demo: starting the detector node /{ns}/detector ({args.model})")
-    node = start_detector(ns, args.model, args.weights or None, args.threshold, knob_ros_args(args.model, args.knob))
+    node = start_detector(ns, args.model, args.weights or None, args.threshold,
+                          knob_ros_args(args.model, args.knob) + engine_ros_args(args))
     client = StreamClient(namespace=ns)
     try:
         t0 = time.monotonic()

@@ -10,17 +10,15 @@ import math
 import sys
 from pathlib import Path
 
-
 from ..checkpoints import operating_threshold
 from ..datasets import PROTOCOLS, IRSTDDataset
-from ..detector import BACKENDS, Detector, DetectorConfig
-from . import parse_knobs
+from ..detector import Detector, DetectorConfig
 from ..errors import IRSTDError, one_line
 from ..machine import machine_description
 from ..evaluation import MaskWriter, evaluate
 from ..metrics import bootstrap_ci
 from ..models import list_models
-from ..precision import PRECISIONS
+from . import add_engine_args, engine_config, parse_knobs
 
 JSON_KEYS = ("iou", "niou", "pd", "fa", "auc", "n_images", "n_targets", "fps", "latency_ms_median")
 
@@ -35,8 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="paper: resize to the papers' size; native: pad to the stride, never resize")
     ap.add_argument("--threshold", type=float, default=None,
                     help="probability threshold in (0, 1); default: the weights' calibrated threshold (model card), else 0.5")
-    ap.add_argument("--backend", default="torch", choices=BACKENDS)
-    ap.add_argument("--precision", default="auto", choices=PRECISIONS)
+    add_engine_args(ap)
     ap.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
                     help="a model knob, e.g. --knob mode=ce --knob sampling_steps=4 (irstd_diff); default: as shipped")
     ap.add_argument("--json", help="write the metrics here")
@@ -66,8 +63,8 @@ def run(args) -> dict:
     if args.bootstrap < 0:
         raise IRSTDError("--bootstrap must be >= 0")
     ds = IRSTDDataset(args.data, args.split, protocol=args.protocol)
-    det = Detector(DetectorConfig(model=args.model, weights=args.weights, backend=args.backend,
-                                  precision=args.precision, knobs=parse_knobs(args.knob)))
+    det = Detector(DetectorConfig(model=args.model, weights=args.weights, knobs=parse_knobs(args.knob),
+                                  **engine_config(args)))
     if args.threshold is None:
         args.threshold = operating_threshold(det.meta)
     det.warmup(*((ds.size, ds.size) if args.protocol == "paper" else (256, 256)))
@@ -82,12 +79,13 @@ def run(args) -> dict:
             from ..plots import overlay
             overlays.append((sample.name, overlay(sample.image, sample.mask, probs > args.threshold)))
 
-    res = evaluate(det, (ds.load(n) for n in names), args.threshold, on_prediction)
+    res = evaluate(det, (ds.load(n) for n in names), args.threshold, on_prediction, total=len(names))
     acc = res.pop("_accumulator")
     if args.bootstrap:
         res["ci95"] = bootstrap_ci(acc, args.bootstrap)
         res["ci95_resamples"] = args.bootstrap
-    res.update({"model": args.model, "weights": det.meta["path"], "backend": det.name, "knobs": det.knob_values(),
+    res.update({"model": args.model, "weights": det.meta["path"], "backend": det.cfg.backend,
+                "precision": det.precision, "engine": det.name, "knobs": det.knob_values(),
                 "dataset": str(Path(args.data).resolve().name), "split": args.split, "protocol": args.protocol,
                 "input_size": ds.size if args.protocol == "paper" else "native",
                 "machine": machine_description()})

@@ -34,7 +34,7 @@ Loss (eq. 16): ``||ε - ε_θ||² + λ·BCE(P, mask)``, λ = 10 (``training.loss
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -169,20 +169,22 @@ class IRSTDDiff(nn.Module):
         emb = self.unet.embed(t)
         return self.unet.decode(self.unet.encode(x_t, emb, cond), emb)
 
-    def sample(self, cond: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """x0 ∈ [-1, 1] by DDIM (``sampling_steps``) or DDPM (all T steps), from seeded noise."""
+    def sample(self, cond: torch.Tensor, generator: torch.Generator, denoise: Optional[Callable] = None) -> torch.Tensor:
+        """x0 ∈ [-1, 1] by DDIM (``sampling_steps``) or DDPM (all T steps), from seeded noise; ``denoise``
+        replaces :meth:`denoise` (a compiled step from a deployment backend)."""
+        denoise = denoise or self.denoise
         shape = (cond.shape[0], 1, *cond.shape[-2:])
         x = torch.randn(shape, generator=generator, dtype=torch.float32).to(cond.device, cond.dtype)
         d = self.diffusion
         if self.sampler == "ddpm":
             for t in reversed(range(d.T)):
-                eps = self.denoise(x, torch.full((shape[0],), t, device=x.device), cond)
+                eps = denoise(x, torch.full((shape[0],), t, device=x.device), cond)
                 noise = torch.randn(shape, generator=generator, dtype=torch.float32).to(x.device, x.dtype) if t else None
                 x = d.ddpm_step(x, t, eps, noise)
             return x
         steps = d.ddim_timesteps(self.sampling_steps)
         for i, t in enumerate(steps):
-            eps = self.denoise(x, torch.full((shape[0],), t, device=x.device), cond)
+            eps = denoise(x, torch.full((shape[0],), t, device=x.device), cond)
             x = d.ddim_step(x, t, steps[i + 1] if i + 1 < len(steps) else -1, eps)
         return x
 
@@ -191,11 +193,17 @@ class IRSTDDiff(nn.Module):
         that training goes through ``__call__`` (DDP's hooks)."""
         if target is not None:
             return self.training_outputs(image, target)
-        p_logits, cond = self.condition(image)
+        return self.infer(image)
+
+    def infer(self, image: torch.Tensor, condition: Optional[Callable] = None,
+              denoise: Optional[Callable] = None) -> torch.Tensor:
+        """Mask logits in the current mode, with :meth:`condition` and :meth:`denoise` replaceable by a
+        backend's compiled parts (see :func:`export_parts`): the sampling loop is the same either way."""
+        p_logits, cond = (condition or self.condition)(image)
         if self.mode == "ce":
             return p_logits
         gen = torch.Generator().manual_seed(self.seed)
-        prob = (self.sample(cond, gen).float() + 1) / 2
+        prob = (self.sample(cond, gen, denoise).float() + 1) / 2
         if self.mode == "fused":
             p = torch.sigmoid(p_logits.float())
             agree = (p > 0.5) == (prob > 0.5)
@@ -244,6 +252,7 @@ def export_parts(net: IRSTDDiff, image: torch.Tensor) -> Dict[str, Tuple[nn.Modu
 @register_model(ModelCfg(
     stride=32, weights="irstd_diff_sirst-v1.pt", loss="diffusion", paper_params=(39.6e6, 0.10),
     export_parts=export_parts,
+    run_parts=lambda net, parts, image: net.infer(image, parts["condition"], parts["denoise_step"]),
     knobs=(Knob("mode", "auto", "ce: the conditional encoder's mask alone; diffusion: the sample; fused: the authors' "
                 "blend of both; auto: as the weights were shipped.", choices=("auto",) + MODES),
            Knob("sampler", "auto", "ddim (sampling_steps deterministic steps) or ddpm (all T ancestral steps); auto: "

@@ -41,6 +41,11 @@ class ModelCfg:
     # (model, frame) -> {part: (module, example inputs)}: what a runtime compiles when the forward pass is not
     # one graph (IRSTD-Diff: the per-frame condition and one denoising step); None: the whole model
     export_parts: Optional[Callable[[Any, Any], Dict[str, Tuple[Any, tuple]]]] = None
+    # (model, {part: compiled callable}, image) -> mask logits: the forward pass over compiled export parts
+    # (IRSTD-Diff's sampling loop around its compiled step); None: the single part "model" is the forward pass
+    run_parts: Optional[Callable[[Any, Dict[str, Callable], Any], Any]] = None
+    # deployment backends this network runs under (irstd_ros.backends.BACKENDS names)
+    backends: Tuple[str, ...] = ("torch", "openvino", "onnxruntime", "tensorrt")
     knobs: Tuple[Knob, ...] = ()                  # node parameters ``<model>.<knob>``, live (see Knob)
     description: str = ""
 

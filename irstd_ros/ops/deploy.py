@@ -14,7 +14,9 @@
 """
 from __future__ import annotations
 
+import contextlib
 import logging
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -46,13 +48,31 @@ def uses_irstd_ops(program: torch.export.ExportedProgram) -> bool:
                for n in program.graph.nodes)
 
 
+@contextlib.contextmanager
+def _quiet_exporter():
+    """The ONNX exporter logs every pass (hundreds of INFO lines, torchvision notes): keep them out of a node's
+    log; its errors still raise."""
+    names = ("torch.onnx", "torch.export", "onnx_ir", "onnxscript", "torch._export")
+    saved = {n: logging.getLogger(n).level for n in names}
+    try:
+        for n in names:
+            logging.getLogger(n).setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for n, level in saved.items():
+            logging.getLogger(n).setLevel(level)
+
+
 def export_onnx(module: torch.nn.Module, args: Sequence[torch.Tensor], path: str | Path,
                 opset: int = 18) -> Path:
     """torch.export -> decompose -> ONNX file at ``path`` (static shapes)."""
     path = Path(path)
-    program = decompose(torch.export.export(module.eval(), tuple(args)))
-    onnx_program = torch.onnx.export(program, tuple(args), dynamo=True, opset_version=opset, verbose=False)
-    onnx_program.save(str(path))
+    with _quiet_exporter():
+        program = decompose(torch.export.export(module.eval(), tuple(args)))
+        onnx_program = torch.onnx.export(program, tuple(args), dynamo=True, opset_version=opset, verbose=False)
+        onnx_program.save(str(path))
     return path
 
 

@@ -1,0 +1,46 @@
+"""ONNX Runtime on CPUs: torch.export -> custom ops decomposed -> ONNX, run by the CPU execution provider.
+
+The cache keeps the ONNX file; the session's graph optimisation at load is
+ONNX Runtime's whole "compile" and takes well under a second for these models.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+
+
+def unavailable(device: str = "cpu") -> Optional[str]:
+    try:
+        import onnxruntime  # noqa: F401
+    except Exception as exc:  # noqa: BLE001
+        return f"onnxruntime is not importable ({exc.__class__.__name__}: {exc}); pip install onnxruntime"
+    if not device.startswith("cpu"):
+        return f"this package runs ONNX Runtime on the CPU only, not device={device!r}"
+    return None
+
+
+def version() -> str:
+    import onnxruntime
+    return onnxruntime.__version__
+
+
+def build(module, inputs: Sequence, entry: Path, precision: str, device: str = "cpu") -> List[str]:
+    from ..ops.deploy import export_onnx
+
+    export_onnx(module, inputs, entry / "model.onnx")
+    return ["model.onnx"]
+
+
+def load(entry: Path, precision: str, device: str = "cpu") -> Callable[[List[np.ndarray]], List[np.ndarray]]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    session = ort.InferenceSession(str(entry / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+
+    def run(arrays: List[np.ndarray]) -> List[np.ndarray]:
+        return session.run(None, dict(zip(names, arrays)))
+    return run

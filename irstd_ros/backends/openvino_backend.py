@@ -1,0 +1,60 @@
+"""OpenVINO on CPUs: torch.export -> custom ops decomposed -> ONNX -> OpenVINO IR, compiled per precision.
+
+The IR (``model.xml``/``.bin``) is what the cache keeps; OpenVINO's own compiled
+blob cache (``CACHE_DIR``) sits beside it in the entry, so a restart skips the
+plugin's graph compilation too. bf16 is OpenVINO's inference precision hint: the
+IR stays fp32 and the CPU plugin runs bf16 kernels where the CPU has them.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+
+HINTS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def unavailable(device: str = "cpu") -> Optional[str]:
+    try:
+        import openvino  # noqa: F401
+    except Exception as exc:  # noqa: BLE001
+        return f"openvino is not importable ({exc.__class__.__name__}: {exc}); pip install openvino"
+    if not device.startswith("cpu"):
+        return f"this package runs OpenVINO on the CPU only, not device={device!r}"
+    return None
+
+
+def version() -> str:
+    import openvino
+    return openvino.get_version()
+
+
+def build(module, inputs: Sequence, entry: Path, precision: str, device: str = "cpu") -> List[str]:
+    """Write ``model.xml``/``model.bin`` for ``module`` at these example inputs' shapes (static)."""
+    import openvino as ov
+
+    from ..ops.deploy import export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = export_onnx(module, inputs, Path(tmp) / "model.onnx")
+        ir = ov.convert_model(str(onnx_path))
+    ov.save_model(ir, str(entry / "model.xml"), compress_to_fp16=False)
+    return ["model.xml", "model.bin"]
+
+
+def load(entry: Path, precision: str, device: str = "cpu") -> Callable[[List[np.ndarray]], List[np.ndarray]]:
+    import openvino as ov
+
+    core = ov.Core()
+    core.set_property({"CACHE_DIR": str(entry / "compiled")})
+    compiled = core.compile_model(str(entry / "model.xml"), "CPU", {
+        "INFERENCE_PRECISION_HINT": HINTS[precision], "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    outputs = compiled.outputs
+
+    def run(arrays: List[np.ndarray]) -> List[np.ndarray]:
+        result = request.infer(arrays)
+        return [np.array(result[o]) for o in outputs]
+    return run
