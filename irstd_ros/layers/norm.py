@@ -1,32 +1,42 @@
-"""GroupNorm that stays exact on channels-last CPU tensors.
+"""GroupNorm that stays accurate on channels-last fp32 CPU tensors, at the fast kernel's speed.
 
 torch's CPU GroupNorm kernel for channels-last input takes the variance as
 E[x²] − E[x]² in fp32, which cancels catastrophically once the mean is large
 against the spread: measured here (torch 2.13, AMD EPYC), 16 channels at
 256x352 with std 0.1 and mean 5 are off by 0.024 after normalising, with mean 50
-by 140, while the contiguous kernel stays within 4e-5. Thermal frames are
-exactly that (a warm, flat background with a little texture), and the package
-runs channels-last on CPUs for speed. So on channels-last CPU input this module
-computes the statistics with ``torch.var_mean`` (a stable reduction) in fp32, as
-autocast would run GroupNorm; everywhere else it is ``nn.GroupNorm`` unchanged.
-The parameters and state-dict keys are nn.GroupNorm's.
+by 140, while the contiguous kernel stays within 4e-5. Thermal frames are like
+that (a warm, flat background with a little texture), and the package runs
+channels-last on CPUs for speed; shipped LRRNet's logits moved by 0.04 on a real
+frame.
+
+GroupNorm does not change when a constant is subtracted from a group, so this
+module subtracts each group's mean over a 1-in-64 pixel subsample first (one
+elementwise pass) and lets the fast kernel see a spread-sized mean. Measured on
+LRRNet 256x256 fp32: 112 ms against 107 ms with torch's kernel alone; an exact
+``var_mean`` version cost 230 ms, the contiguous round trip 164 ms.
+
+Under bf16 autocast the shift is skipped: bf16 input already rounds away what the
+shift would save (a mean 256x the spread is one bf16 step), and it would cost
+16 % of LRRNet's bf16 time. Elsewhere (CUDA, contiguous) this is nn.GroupNorm;
+parameters and state-dict keys are nn.GroupNorm's.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
+
+SUBSAMPLE = 8  # every 8th row and column
 
 
 class GroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or x.dim() != 4 or x.is_contiguous() \
-                or not x.is_contiguous(memory_format=torch.channels_last):
+        if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4 or x.is_contiguous() \
+                or not x.is_contiguous(memory_format=torch.channels_last) or torch.is_autocast_enabled("cpu"):
             return super().forward(x)
-        b, c, h, w = x.shape
+        b, c = x.shape[:2]
         g = self.num_groups
-        v = x.float().view(b, g, c // g, h, w)    # channels-last: splitting C (stride 1) is a view
-        var, mean = torch.var_mean(v, dim=(2, 3, 4), unbiased=False, keepdim=True)
-        y = ((v - mean) * torch.rsqrt(var + self.eps)).view(b, c, h, w)
-        if self.affine:
-            y = y * self.weight.view(1, c, 1, 1).float() + self.bias.view(1, c, 1, 1).float()
-        return y.to(x.dtype) if not torch.is_autocast_enabled("cpu") else y
+        with torch.no_grad():  # GroupNorm is shift-invariant: no gradient flows through the shift
+            shift = x[:, :, ::SUBSAMPLE, ::SUBSAMPLE].reshape(b, g, -1).mean(-1)
+            shift = shift.repeat_interleave(c // g, dim=1).view(b, c, 1, 1)
+        return F.group_norm(x - shift, g, self.weight, self.bias, self.eps)
