@@ -173,6 +173,10 @@ class BagReader:
         except Exception as exc:
             raise BagError(f"cannot decode a {m.msgtype} message on {m.topic} at t={m.timestamp}: {exc}") from None
 
+    def count(self, topic: str) -> int:
+        """How many messages the bag's index says ``topic`` has."""
+        return sum(c.msgcount for c in self._reader.connections if c.topic == topic)
+
     def images(self, topic: str) -> Iterator[Tuple[int, object]]:
         """(header stamp in ns, decoded sensor_msgs/Image) for every message on ``topic``."""
         self.require(topic)

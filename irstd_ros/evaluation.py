@@ -11,14 +11,16 @@ import numpy as np
 from .datasets import IRSTDDataset, Sample
 from .detector import Detector
 from .metrics import MetricAccumulator
+from .progress import progress
 
 
 def evaluate(detector: Detector, samples: Iterable[Sample], threshold: float = 0.5,
-             on_prediction: Optional[Callable[[Sample, np.ndarray], None]] = None) -> Dict:
-    """Score every sample; ``on_prediction(sample, probs)`` sees each probability map (for saving)."""
+             on_prediction: Optional[Callable[[Sample, np.ndarray], None]] = None, total: Optional[int] = None) -> Dict:
+    """Score every sample; ``on_prediction(sample, probs)`` sees each probability map (for saving); ``total``:
+    how many there are, for the progress bar."""
     acc = MetricAccumulator(threshold=threshold)
     latencies = []
-    for sample in samples:
+    for sample in progress(samples, total=total, desc=f"eval {detector.name}"):
         t0 = time.perf_counter()
         probs = detector.probabilities(sample.image)
         latencies.append(time.perf_counter() - t0)

@@ -166,3 +166,34 @@ def test_eval_runs_every_model_from_a_checkpoint(name, tiny_sirst, tmp_path):
 def test_knobs_are_checked_against_the_model(sirst_root):
     _one_line_error(run("--data", sirst_root, "--knob", "mode=ce", "--limit", "1"), "lrrnet has no knob(s) mode")
     _one_line_error(run("--data", sirst_root, "--knob", "mode"), "--knob takes NAME=VALUE")
+
+
+def test_a_progress_bar_on_a_terminal_and_silence_when_piped(sirst_root, paper_run):
+    """The piped run above wrote no bar; the same command with stderr on a pseudo-terminal shows one."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import termios
+    _, _, stdout = paper_run
+    assert "it/s" not in stdout and "%|" not in stdout
+    piped = run("--data", sirst_root, "--split", "val", "--limit", 3)
+    assert piped.returncode == 0 and "%|" not in piped.stderr, piped.stderr
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a new pty is 0 columns wide
+    proc = subprocess.Popen([*EVAL, "--data", str(sirst_root), "--split", "val", "--limit", "3"],
+                            stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    proc.communicate(timeout=300)
+    os.close(leader)
+    assert proc.returncode == 0
+    assert b"eval lrrnet/torch" in seen and b"3/3" in seen, seen[-500:]

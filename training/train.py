@@ -228,8 +228,8 @@ def train(cfg: dict, args) -> int:
         t0 = time.time()
         sums = {"loss": 0.0}
         bar = tqdm(data.epoch_batches(epoch, cfg["seed"], cfg["batch_size"], rank, world), total=steps_per_epoch,
-                   desc=f"epoch {epoch + 1}/{cfg['epochs']}", disable=rank != 0 or args.no_progress,
-                   mininterval=1.0 if sys.stderr.isatty() else 30.0, leave=False)
+                   desc=f"epoch {epoch + 1}/{cfg['epochs']}", leave=False,
+                   disable=rank != 0 or args.no_progress or not sys.stderr.isatty())
         n = 0
         for img, mask in bar:
             if cfg["channels_last"]:
