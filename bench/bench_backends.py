@@ -1,0 +1,168 @@
+"""Backends side by side: model x backend x precision x frame size, and the node end to end (a script, never a test).
+
+    .venv/bin/python bench/bench_backends.py [--models lrrnet] [--backends torch openvino onnxruntime]
+        [--precisions fp32 bf16] [--sizes 256x256 640x512 1280x1024] [--runs 30] [--node 640x512]
+        [--json bench/results/backends_cpu.json]
+
+Every cell runs the shipped weights through :class:`Detector` (preprocess, model,
+sigmoid, crop: what the node calls) on a real SIRST-v1 sample frame tiled to the
+size, after warm-up: median and p90 latency, FPS, GFLOPs per frame (torch's
+FlopCounterMode at the padded size) and the GFLOP/s that makes. For compiling
+backends it also reports what a new frame size costs the first time: the compile
+into an empty cache, and the load from that cache by a fresh Detector (a restart).
+Pairs a backend cannot run here (bf16 on onnxruntime, tensorrt without a GPU) are
+listed as skipped with the reason. ``--node WxH`` then runs the detector node with
+the fastest backend of the first model at that size and times publish -> detections
+over a real Fast DDS graph, one frame in flight. Run it on an otherwise idle
+machine; the machine is printed with the numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(140 + os.getpid() % 20))
+os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp())
+
+from bench_models import flops, size_arg  # noqa: E402
+from irstd_ros.backends import BACKENDS, pair_problem, unavailable  # noqa: E402
+from irstd_ros.cli.demo import SAMPLE  # noqa: E402
+from irstd_ros.datasets import read_image  # noqa: E402
+from irstd_ros.detector import Detector, DetectorConfig  # noqa: E402
+from irstd_ros.machine import machine_description  # noqa: E402
+from irstd_ros.models import list_models, model_cfg  # noqa: E402
+from irstd_ros.pipeline import preprocess  # noqa: E402
+
+
+def frame(h: int, w: int) -> np.ndarray:
+    """A real thermal frame (SIRST-v1 sample Misc_58) tiled to h x w."""
+    img = read_image(SAMPLE / "images" / "Misc_58.png")
+    reps = (-(-h // img.shape[0]), -(-w // img.shape[1]))
+    return np.ascontiguousarray(np.tile(img, reps)[:h, :w])
+
+
+def time_detector(det: Detector, image: np.ndarray, runs: int, budget_s: float):
+    det.probabilities(image)
+    t0 = time.perf_counter()
+    det.probabilities(image)
+    first = time.perf_counter() - t0
+    runs = max(3, min(runs, int(budget_s / max(first, 1e-3))))
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        det.probabilities(image)
+        times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return statistics.median(times), times[int(0.9 * (len(times) - 1))], runs
+
+
+def bench_cell(model, backend, precision, hw, runs, budget_s, gflops, cache_root):
+    cfg = DetectorConfig(model=model, backend=backend, precision=precision, cache_dir=str(cache_root))
+    image = frame(*hw)
+    row = {"model": model, "backend": backend, "precision": precision, "size": f"{hw[1]}x{hw[0]}"}
+    det = Detector(cfg)
+    row["precision"] = det.precision
+    if det.compiled is not None:
+        x, _ = preprocess(image, det.stride)
+        row["compile_s"] = round(sum(lk.seconds for _, lk in det.compiled.compile(x)), 2)
+        restart = Detector(cfg)
+        row["cache_load_s"] = round(sum(lk.seconds for _, lk in restart.compiled.compile(x)), 3)
+        det = restart
+    med, p90, n = time_detector(det, image, runs, budget_s)
+    row.update({"median_ms": round(med, 2), "p90_ms": round(p90, 2), "fps": round(1e3 / med, 1), "runs": n,
+                "gflops": round(gflops, 2), "gflop_per_s": round(gflops / (med / 1e3), 1)})
+    return row
+
+
+def bench_node(model, backend, precision, hw, frames, cache_root):
+    from irstd_ros.stream_client import StreamClient, make_image, start_detector, stop
+    image = (frame(*hw) * 255).round().astype(np.uint8)
+    ns = f"irstd_bench_backends_{os.getpid()}"
+    node = start_detector(ns, model, None, None, ["-p", f"backend:={backend}", "-p", f"precision:={precision}",
+                                                  "-p", f"cache_dir:={cache_root}"])
+    client = StreamClient(namespace=ns)
+    try:
+        assert client.wait_for_detector(300), "detector did not start"
+        for i in range(3):  # warm-up at this size (the engine comes from the cache the cells filled)
+            client.wait_answers([client.publish(make_image(image, "mono8", 1 + i, "bench"))], 300)
+        e2e = []
+        for i in range(frames):
+            k = client.publish(make_image(image, "mono8", 1_000_000 + i, "bench"))
+            client.wait_answers([k], 60)
+            e2e.append((client.detections[k][1] - client.sent[k]) * 1e3)
+    finally:
+        client.close()
+        stop(node)
+    e2e.sort()
+    med = statistics.median(e2e)
+    return {"model": model, "backend": backend, "precision": precision, "size": f"{hw[1]}x{hw[0]}",
+            "frames": frames, "median_ms": round(med, 2), "p90_ms": round(e2e[int(0.9 * (len(e2e) - 1))], 2),
+            "fps": round(1e3 / med, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", nargs="+", default=["lrrnet"], choices=list_models())
+    ap.add_argument("--backends", nargs="+", default=["torch", "openvino", "onnxruntime"], choices=BACKENDS)
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    ap.add_argument("--sizes", type=size_arg, nargs="+", default=[(256, 256), (512, 640), (1024, 1280)],
+                    help="WIDTHxHEIGHT")
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--budget", type=float, default=20.0, help="seconds of timed runs per cell at most")
+    ap.add_argument("--node", type=size_arg, default=(512, 640), help="node end to end at this size (0x0: skip)")
+    ap.add_argument("--node-frames", type=int, default=40)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+
+    cache_root = Path(tempfile.mkdtemp(prefix="irstd-bench-engines-"))
+    print(f"machine: {machine_description()}")
+    rows, skipped = [], []
+    for model in args.models:
+        for hw in args.sizes:
+            reference = Detector(DetectorConfig(model=model, precision="fp32"))
+            x, _ = preprocess(frame(*hw), reference.stride)
+            gflops = flops(reference.model, tuple(x.shape[-2:])) / 1e9
+            del reference
+            for backend in args.backends:
+                for precision in args.precisions:
+                    why = (pair_problem(backend, "cpu", precision, model, model_cfg(model).backends)
+                           or unavailable(backend, "cpu"))
+                    if why:
+                        skipped.append({"model": model, "backend": backend, "precision": precision, "why": why})
+                        continue
+                    row = bench_cell(model, backend, precision, hw, args.runs, args.budget, gflops, cache_root)
+                    rows.append(row)
+                    extra = (f"  compile {row['compile_s']:.1f} s, cached load {row['cache_load_s']:.2f} s"
+                             if "compile_s" in row else "")
+                    print(f"  {model:10s} {row['size']:>9s} {backend:>11s}-{row['precision']:4s} median "
+                          f"{row['median_ms']:8.1f} ms  p90 {row['p90_ms']:8.1f} ms {row['fps']:6.1f} FPS  "
+                          f"{row['gflops']:6.1f} GFLOPs {row['gflop_per_s']:6.1f} GFLOP/s{extra}", flush=True)
+    for s in {(s["backend"], s["precision"], s["why"]) for s in skipped}:
+        print(f"  skipped {s[0]}-{s[1]}: {s[2]}")
+    node = None
+    if args.node != (0, 0) and rows:
+        size = f"{args.node[1]}x{args.node[0]}"
+        at = [r for r in rows if r["model"] == args.models[0] and r["size"] == size] or \
+             [r for r in rows if r["model"] == args.models[0]]
+        best = min(at, key=lambda r: r["median_ms"])
+        node = bench_node(best["model"], best["backend"], best["precision"], args.node, args.node_frames, cache_root)
+        print(f"  node end to end {node['model']} {node['backend']}-{node['precision']} {node['size']} mono8, one "
+              f"frame in flight: median {node['median_ms']:.1f} ms, p90 {node['p90_ms']:.1f} ms ({node['fps']:.1f} FPS)")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine_description(), "rows": rows, "skipped": skipped,
+                                               "node": node}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
