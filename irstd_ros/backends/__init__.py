@@ -55,3 +55,14 @@ def unavailable(backend: str, device: str = "cpu") -> Optional[str]:
     if backend == "torch":
         return None
     return engine(backend).unavailable(device)
+
+
+def cpu_library_problem(library: str, label: str, device: str) -> Optional[str]:
+    """Why a CPU engine cannot run: ``library`` does not import, or ``device`` is not the CPU; else None."""
+    try:
+        importlib.import_module(library)
+    except Exception as exc:  # noqa: BLE001  ImportError, or a native library that fails to load
+        return f"{library} is not importable ({exc.__class__.__name__}: {exc}); pip install {library}"
+    if not device.startswith("cpu"):
+        return f"this package runs {label} on the CPU only, not device={device!r}"
+    return None

@@ -10,15 +10,11 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from . import cpu_library_problem
+
 
 def unavailable(device: str = "cpu") -> Optional[str]:
-    try:
-        import onnxruntime  # noqa: F401
-    except Exception as exc:  # noqa: BLE001
-        return f"onnxruntime is not importable ({exc.__class__.__name__}: {exc}); pip install onnxruntime"
-    if not device.startswith("cpu"):
-        return f"this package runs ONNX Runtime on the CPU only, not device={device!r}"
-    return None
+    return cpu_library_problem("onnxruntime", "ONNX Runtime", device)
 
 
 def version() -> str:

@@ -13,17 +13,13 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from . import cpu_library_problem
+
 HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 
 def unavailable(device: str = "cpu") -> Optional[str]:
-    try:
-        import openvino  # noqa: F401
-    except Exception as exc:  # noqa: BLE001
-        return f"openvino is not importable ({exc.__class__.__name__}: {exc}); pip install openvino"
-    if not device.startswith("cpu"):
-        return f"this package runs OpenVINO on the CPU only, not device={device!r}"
-    return None
+    return cpu_library_problem("openvino", "OpenVINO", device)
 
 
 def version() -> str:
