@@ -44,9 +44,13 @@ def tiny_weights(tmp_path_factory):
     return {name: tiny_checkpoint(d / f"{name}.pt", name, prepare.get(name)) for name in list_models()}
 
 
-@pytest.mark.parametrize("backend", CPU_ENGINES)
-@pytest.mark.parametrize("name", list_models())
-def test_every_model_matches_eager_torch_under_each_cpu_engine(name, backend, tiny_weights, tmp_path):
+# every model under OpenVINO (the issue's bar); ONNX Runtime runs the same ONNX graphs (test_export_models checks
+# each model's graphs in both engines), so through the Detector it is checked on LRRNet only, to save time
+PARITY = [(name, "openvino") for name in list_models()] + [("lrrnet", "onnxruntime")]
+
+
+@pytest.mark.parametrize("name, backend", [p for p in PARITY if p[1] in CPU_ENGINES])
+def test_models_match_eager_torch_through_the_compiled_engines(name, backend, tiny_weights, tmp_path):
     """fp32 probabilities within 1e-3 of eager torch and masks at IoU >= 0.99, through the whole Detector
     (IRSTD-Diff: its sampling loop around the compiled condition and denoising step)."""
     if backend not in model_cfg(name).backends:
@@ -65,26 +69,25 @@ def test_every_model_matches_eager_torch_under_each_cpu_engine(name, backend, ti
 
 @pytest.mark.parametrize("backend", CPU_ENGINES)
 def test_shipped_lrrnet_matches_torch_on_real_frames(backend, tmp_path):
-    """The shipped weights on three whole sample frames (two sizes): fp32 within 1e-3, masks at the card's
-    threshold at IoU >= 0.99; the second frame of a size reuses its engine."""
+    """The shipped weights on three real frames, two of one size: fp32 within 1e-3, masks at IoU >= 0.99; the
+    second frame of a size reuses its engine."""
     ref = Detector(DetectorConfig(precision="fp32"))
     det = Detector(DetectorConfig(backend=backend, precision="fp32", cache_dir=str(tmp_path)))
-    thr = 0.5
-    for name in ("Misc_58", "Misc_70", "Misc_96"):
-        image = read_image(SAMPLE / f"{name}.png")
+    frames = [read_image(SAMPLE / f"{n}.png")[:240, :320] for n in ("Misc_58", "Misc_70")]
+    frames.append(read_image(SAMPLE / "Misc_96.png"))
+    for k, image in enumerate(frames):
         want, got = ref.probabilities(image), det.probabilities(image)
-        assert np.abs(got - want).max() < 1e-3, name
-        assert _mask_iou(got > thr, want > thr) >= 0.99, name
-    shapes = {s for s, _, _ in det.compiled.lookups}
-    assert len(det.compiled.lookups) == len(shapes), "an engine was compiled twice for one frame size"
+        assert np.abs(got - want).max() < 1e-3, k
+        assert _mask_iou(got > 0.5, want > 0.5) >= 0.99, k
+    assert [s[-2:] for s, _, _ in det.compiled.lookups] == [(240, 320), (224, 304)], "one engine per frame size"
 
 
 @pytest.mark.skipif("openvino" not in CPU_ENGINES, reason="openvino is not installed")
 def test_openvino_bf16_finds_what_torch_fp32_finds():
-    """bf16 keeps 8 mantissa bits, so a boundary pixel of a small target may flip: over the ten sample frames the
-    same targets are found and the masks agree at pixel IoU >= 0.98 (torch's own bf16 measured 0.990 here)."""
-    ref = Detector(DetectorConfig(precision="fp32"))
-    det = Detector(DetectorConfig(backend="openvino", precision="bf16"))
+    """bf16 keeps 8 mantissa bits, so a boundary pixel of a small target may flip: over the ten sample frames (paper
+    protocol, 256x256: one engine) the same targets are found and the masks agree at pixel IoU >= 0.98."""
+    ref = Detector(DetectorConfig(precision="fp32", input_size=256))
+    det = Detector(DetectorConfig(backend="openvino", precision="bf16", input_size=256))
     assert det.precision == "bf16"
     inter = union = 0
     for path in sorted(SAMPLE.glob("*.png")):

@@ -196,4 +196,4 @@ def test_a_progress_bar_on_a_terminal_and_silence_when_piped(sirst_root, paper_r
     proc.communicate(timeout=300)
     os.close(leader)
     assert proc.returncode == 0
-    assert b"eval lrrnet/torch" in seen and b"3/3" in seen, seen[-500:]
+    assert b"eval lrrnet/torch" in seen and b"0/3 [" in seen and b"it/s" in seen, seen[-500:]
