@@ -140,7 +140,16 @@ class Detector:
         mask, dets = postprocess(probs, threshold, min_area, max_area, max_detections)
         return probs, mask, dets
 
-    def warmup(self, height: int = 256, width: int = 256, runs: int = 2) -> None:
+    def warmup(self, height: int = 256, width: int = 256, runs: int = 2, compile_missing: bool = False) -> None:
+        """Run a few frames so the first real one is not slow. A compiling backend first loads every frame size
+        the cache holds engines for (what ``irstd-build`` prepared), and compiles ``height x width`` only if
+        ``compile_missing``: a start-up never compiles for a size no camera may send."""
+        if self.compiled is not None:
+            for shape in reversed(self.compiled.cached_frame_shapes()):
+                self.compiled.parts_for(torch.zeros(shape))
+            x, _ = preprocess(np.zeros((height, width), np.float32), self.stride, self.cfg.input_size or None)
+            if not compile_missing and tuple(x.shape) not in self.compiled.cached_shapes_in_memory():
+                return
         img = np.zeros((height, width), np.float32)
         for _ in range(runs):
             self.probabilities(img)

@@ -264,7 +264,7 @@ class DetectorNode(LifecycleNode):
         self._busy = (f"loading {cfg.model}", time.monotonic())
         try:
             new = Detector(cfg, report=self._engine_report)
-            new.warmup(*self._last_shape)
+            new.warmup(*self._last_shape, compile_missing=True)  # the size frames are arriving at
         except Exception as exc:  # noqa: BLE001  any failure, e.g. AssertionError from a CUDA-less torch
             running = self.detector.name if self.detector is not None else "none"
             self._reload_error = f"model reload failed, keeping {running}: {describe(exc)}"

@@ -209,9 +209,10 @@ def test_irstd_build_prebuilds_and_check_finds_a_modified_entry(two_lrrnets, tmp
     assert r.returncode == 0, r.stderr
     (entry,) = json.loads(out.read_text())
     assert entry["status"] == "built" and entry["padded"] == "144x112" and entry["precision"] == "fp32"  # stride 16
-    det = _detector(a, tmp_path / "c")          # the node's path through the same cache: no compile
+    det = _detector(a, tmp_path / "c")          # a start-up through the same cache: the warm-up loads the
+    det.warmup()                                # pre-built size and compiles nothing (not even 256x256)
     det.probabilities(_frame())
-    assert [lk.status for _, _, lk in det.compiled.lookups] == ["hit"]
+    assert [(s[-2:], lk.status) for s, _, lk in det.compiled.lookups] == [((112, 144), "hit")]
     assert _build_cli("--check", "--cache-dir", str(tmp_path / "c")).returncode == 0
     (Path(entry["entry"]) / "model.onnx").write_bytes(b"not an onnx file")
     r = _build_cli("--check", "--cache-dir", str(tmp_path / "c"))

@@ -160,12 +160,14 @@ class EngineCache:
             return "it lists no files"
         return None
 
-    def get(self, key: EntryKey, build: Callable[[Path], List[str]], load: Callable[[Path], Any]) -> Tuple[Any, Lookup]:
+    def get(self, key: EntryKey, build: Callable[[Path], List[str]], load: Callable[[Path], Any],
+            note: Optional[Dict[str, Any]] = None) -> Tuple[Any, Lookup]:
         """Load the engine for ``key``; build it first if the entry is missing, stale or corrupt.
 
         ``build(dir)`` writes the engine's files into ``dir`` and returns their names;
         ``load(dir)`` returns the runnable engine. A valid entry that fails to load is
         treated as corrupt: rebuilt once, and an error the second time is raised.
+        ``note`` is stored in a new entry's meta.json (e.g. the frame size it serves).
         """
         t0 = time.perf_counter()
         path = self.entry(key)
@@ -177,11 +179,11 @@ class EngineCache:
             except Exception as exc:  # noqa: BLE001  a corrupt engine fails in the engine's own way
                 problem = f"it failed to load ({exc.__class__.__name__}: {str(exc).strip().splitlines()[0][:160]})"
         status = "built" if problem == "missing" else "rebuilt"
-        self._build(key, build)
+        self._build(key, build, note or {})
         engine = load(path)
         return engine, Lookup(status, time.perf_counter() - t0, path, "" if status == "built" else problem)
 
-    def _build(self, key: EntryKey, build: Callable[[Path], List[str]]) -> None:
+    def _build(self, key: EntryKey, build: Callable[[Path], List[str]], note: Dict[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{key.digest}.", dir=self.root))
         try:
@@ -189,7 +191,7 @@ class EngineCache:
             files = build(tmp)
             meta = {"key": key.as_dict(), "files": {name: file_sha256(tmp / name) for name in files},
                     "build_seconds": round(time.perf_counter() - t0, 3),
-                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+                    "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **note}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
             final = self.entry(key)
             if final.exists():
@@ -201,6 +203,19 @@ class EngineCache:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def notes(self, **match: Any) -> List[Dict[str, Any]]:
+        """The meta.json of every entry whose key has these field values, newest first (not verified: a bad
+        entry is found, and rebuilt, when it is loaded)."""
+        found = []
+        for path in self.entries():
+            try:
+                meta = json.loads((path / "meta.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if all(meta.get("key", {}).get(k) == v for k, v in match.items()):
+                found.append((path.stat().st_mtime, meta))
+        return [meta for _, meta in sorted(found, key=lambda t: -t[0])]
 
     def entries(self) -> List[Path]:
         return sorted(p for p in self.root.glob("*") if p.is_dir() and not p.name.startswith("."))

@@ -59,11 +59,25 @@ class CompiledModel:
         if not self.lookups:
             return ""
         shape, part, lookup = self.lookups[-1]
-        return f"{part} {'x'.join(map(str, shape[-2:]))} {lookup.status} in {lookup.seconds:.2f} s"
+        return f"{part} {shape[-1]}x{shape[-2]} {lookup.status} in {lookup.seconds:.2f} s"
+
+    def cached_frame_shapes(self) -> List[Tuple[int, ...]]:
+        """Frame shapes (padded, ``(1, 1, H, W)``) whose engines this model, weights, engine, precision and
+        device have in the cache, newest first, at most :attr:`max_shapes`."""
+        match = {k: v for k, v in self.key("", ()).as_dict().items() if k not in ("part", "input_shapes")}
+        shapes: List[Tuple[int, ...]] = []
+        for meta in self.cache.notes(**match):
+            shape = tuple(meta.get("frame_shape") or ())
+            if len(shape) == 4 and shape not in shapes:
+                shapes.append(shape)
+        return shapes[: self.max_shapes]
 
     def key(self, part: str, inputs) -> EntryKey:
         return EntryKey(self.name, self._weights, part, self.backend, self._version, self.precision,
                         tuple(tuple(i.shape) for i in inputs), self._device_sig)
+
+    def cached_shapes_in_memory(self) -> List[Tuple[int, ...]]:
+        return list(self._shapes)
 
     def parts_for(self, x: torch.Tensor) -> Dict[str, CompiledPart]:
         """The compiled parts for ``x``'s shape: from the LRU, else :meth:`compile` them now."""
@@ -83,11 +97,11 @@ class CompiledModel:
             run, lookup = self.cache.get(
                 self.key(part, inputs),
                 build=lambda d, m=module, i=inputs: self.engine.build(m, i, d, self.precision, self.device),
-                load=lambda d: self.engine.load(d, self.precision, self.device))
+                load=lambda d: self.engine.load(d, self.precision, self.device), note={"frame_shape": list(shape)})
             verb = {"hit": "loaded from the engine cache", "built": "compiled",
                     "rebuilt": f"rebuilt (the cached entry was unusable: {lookup.reason})"}[lookup.status]
             self.report(f"{self.name}/{part} for {self.backend}-{self.precision} at "
-                        f"{'x'.join(map(str, shape[-2:]))}: {verb} in {lookup.seconds:.2f} s ({lookup.path})",
+                        f"{shape[-1]}x{shape[-2]}: {verb} in {lookup.seconds:.2f} s ({lookup.path})",
                         lookup.status == "rebuilt")
             self.lookups.append((shape, part, lookup))
             compiled[part] = CompiledPart(run)

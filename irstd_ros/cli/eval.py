@@ -67,7 +67,7 @@ def run(args) -> dict:
                                   **engine_config(args)))
     if args.threshold is None:
         args.threshold = operating_threshold(det.meta)
-    det.warmup(*((ds.size, ds.size) if args.protocol == "paper" else (256, 256)))
+    det.warmup(*((ds.size, ds.size) if args.protocol == "paper" else (256, 256)), compile_missing=args.protocol == "paper")
     names = ds.names[: args.limit] if args.limit else ds.names
     writer = MaskWriter(args.save_masks, ds, args.threshold) if args.save_masks else None
     overlays = []
