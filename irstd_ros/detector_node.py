@@ -47,6 +47,7 @@ from .pipeline import Detection, postprocess
 from .plots import overlay as draw_overlay
 
 RELOAD = tuple(p.name for p in PARAMS if p.effect == "reload")
+ENGINE_PARAMS = ("model", "backend", "device", "precision")  # checked together: can this machine run them?
 WARN_PERIOD_S = 2.0
 RATE_WINDOW_S = 5.0   # rate_hz counts the frames published in this window, ending now
 MIN_STALL_S = 5.0     # the liveness check never fires sooner: one slow frame on a loaded CPU is no stall
@@ -179,9 +180,7 @@ class DetectorNode(LifecycleNode):
     def _engine_refusal(self, values: Dict[str, object]) -> Optional[str]:
         """Why the model, backend, device and precision (current values overridden by ``values``) cannot run
         together on this machine, else None."""
-        if not values.keys() & {"model", "backend", "device", "precision"}:
-            return None
-        cur = {name: values.get(name, self.p(name)) for name in ("model", "backend", "device", "precision")}
+        cur = {name: values.get(name, self.p(name)) for name in ENGINE_PARAMS}
         return config_problem(DetectorConfig(model=cur["model"], backend=cur["backend"], device=cur["device"],
                                              precision=cur["precision"]))
 
@@ -191,7 +190,8 @@ class DetectorNode(LifecycleNode):
             if reason is not None:
                 break
         else:
-            reason = self._engine_refusal({prm.name: prm.value for prm in params})
+            values = {prm.name: prm.value for prm in params}
+            reason = self._engine_refusal(values) if values.keys() & set(ENGINE_PARAMS) else None
         if reason is not None:
             self.get_logger().warning(f"refused parameter: {reason}")
             return SetParametersResult(successful=False, reason=reason)
@@ -293,7 +293,7 @@ class DetectorNode(LifecycleNode):
             reason = self._refusal(spec.name, self.p(spec.name))
             if reason:
                 return reason
-        return self._engine_refusal({"backend": self.p("backend")})
+        return self._engine_refusal({})
 
     def _fail(self, step: str, reason: str) -> TransitionCallbackReturn:
         """One line with the reason, in the log and in /diagnostics."""

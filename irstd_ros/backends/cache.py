@@ -118,6 +118,14 @@ class EntryKey:
         return f"{self.model}-{self.part}-{self.backend}-{self.precision}-{hashlib.sha256(blob).hexdigest()[:20]}"
 
 
+def _read_meta(entry: Path) -> Optional[Dict[str, Any]]:
+    """An entry's meta.json, or None when it is missing or not JSON."""
+    try:
+        return json.loads((entry / "meta.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
 @dataclass
 class Lookup:
     """What :meth:`EngineCache.get` did: ``hit`` (loaded), ``built`` (new) or ``rebuilt`` (bad entry replaced)."""
@@ -142,13 +150,13 @@ class EngineCache:
         path = self.entry(key)
         if not path.is_dir():
             return "missing"
-        try:
-            meta = json.loads((path / "meta.json").read_text())
-        except (OSError, ValueError):
+        meta = _read_meta(path)
+        if meta is None:
             return "its meta.json is missing or unreadable"
-        if meta.get("key") != key.as_dict():
+        ours = key.as_dict()
+        if meta.get("key") != ours:
             theirs = meta.get("key") or {}
-            diff = sorted(k for k in key.as_dict() if theirs.get(k) != key.as_dict()[k])
+            diff = sorted(k for k in ours if theirs.get(k) != ours[k])
             return f"it was built for another {', '.join(diff) or 'key'}"
         for name, digest in (meta.get("files") or {}).items():
             f = path / name
@@ -209,11 +217,8 @@ class EngineCache:
         entry is found, and rebuilt, when it is loaded)."""
         found = []
         for path in self.entries():
-            try:
-                meta = json.loads((path / "meta.json").read_text())
-            except (OSError, ValueError):
-                continue
-            if all(meta.get("key", {}).get(k) == v for k, v in match.items()):
+            meta = _read_meta(path)
+            if meta is not None and all(meta.get("key", {}).get(k) == v for k, v in match.items()):
                 found.append((path.stat().st_mtime, meta))
         return [meta for _, meta in sorted(found, key=lambda t: -t[0])]
 
@@ -224,18 +229,18 @@ class EngineCache:
         """(entry, problem or None) for every entry, each checked against its own recorded key."""
         out = []
         for path in self.entries():
+            meta = _read_meta(path)
             try:
-                meta = json.loads((path / "meta.json").read_text())
                 k = dict(meta["key"])
                 k["input_shapes"] = tuple(tuple(s) for s in k["input_shapes"])
                 key = EntryKey(**k)
-            except (OSError, ValueError, KeyError, TypeError):
+            except (KeyError, TypeError, ValueError):
                 out.append((path, "its meta.json is missing or unreadable"))
                 continue
             if key.digest != path.name:
                 out.append((path, "its directory name does not match its key"))
                 continue
-            problem = EngineCache(self.root).problem(key)
+            problem = self.problem(key)
             if problem is None and key.source != source_digest():
                 problem = "it was built from other model code (an older irstd_ros)"
             out.append((path, problem))

@@ -17,7 +17,7 @@ import sys
 import numpy as np
 
 from ..errors import IRSTDError, one_line
-from . import add_engine_args
+from . import add_engine_args, engine_config
 
 PROG = "irstd-build"
 SIZE = re.compile(r"([1-9][0-9]*)x([1-9][0-9]*)")
@@ -69,9 +69,8 @@ def build(args) -> int:
     detectors = {}
     for model, (h, w) in progress(jobs, desc=f"{PROG} {args.backend}"):
         if model not in detectors:
-            detectors[model] = Detector(DetectorConfig(model=model, weights=args.weights or None, backend=args.backend,
-                                                       precision=args.precision, device=args.device,
-                                                       cache_dir=args.cache_dir or None))
+            detectors[model] = Detector(DetectorConfig(model=model, weights=args.weights or None, device=args.device,
+                                                       **engine_config(args)))
         det = detectors[model]
         if det.compiled is None:
             raise IRSTDError("--backend torch compiles nothing; choose openvino, onnxruntime or tensorrt")
