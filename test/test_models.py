@@ -115,6 +115,36 @@ def test_group_norm_is_exact_on_channels_last_cpu_input(offset, spread):
     assert float((x.grad.double() - xd.grad).abs().max()) < 1e-4 * float(xd.grad.abs().max())
 
 
+@pytest.mark.parametrize("offset, spread", [(0.0, 1.0), (50.0, 0.1)])
+def test_group_norm_exported_as_reductions_matches_group_norm_and_has_no_reshape_of_the_map(offset, spread, tmp_path):
+    """The export form (reductions over H, W; see irstd_ros.layers.norm) is GroupNorm, and the ONNX graph
+    it gives reshapes only the (B, C, 1, 1) statistics, never the feature map, so OpenVINO keeps its layout."""
+    import onnx
+
+    from irstd_ros.layers import GroupNorm
+    from irstd_ros.layers.norm import group_norm_by_reductions
+    from irstd_ros.ops.deploy import export_onnx
+    torch.manual_seed(0)
+    gn = GroupNorm(4, 16)
+    torch.nn.init.normal_(gn.weight)
+    torch.nn.init.normal_(gn.bias)
+    x = offset + spread * torch.randn(2, 16, 24, 40, dtype=torch.float64)
+    gn.requires_grad_(False)
+    ref = torch.nn.functional.group_norm(x, 4, gn.weight.double(), gn.bias.double(), gn.eps)
+    got = group_norm_by_reductions(x, 4, gn.weight.double(), gn.bias.double(), gn.eps)
+    assert float((got - ref).abs().max()) < 1e-9 * float(ref.abs().max())
+    path = export_onnx(gn, (x.float(),), tmp_path / "gn.onnx")
+    graph = onnx.shape_inference.infer_shapes(onnx.load(str(path))).graph
+    ops = {n.op_type for n in graph.node}
+    assert not ops & {"GroupNormalization", "InstanceNormalization", "MeanVarianceNormalization"}, ops
+    sizes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.value_info}
+    reshaped = [sizes.get(n.input[0]) for n in graph.node if n.op_type == "Reshape"]
+    assert reshaped and all(s is not None and np.prod(s) <= 2 * 16 for s in reshaped), reshaped  # B x C values
+    import onnxruntime as ort
+    out = ort.InferenceSession(str(path)).run(None, {graph.input[0].name: x.float().numpy()})[0]
+    assert float(abs(out - ref.numpy()).max()) < 1e-4 * float(ref.abs().max())
+
+
 def test_shipped_lrrnet_channels_last_agrees_with_contiguous_on_real_frames():
     """The layout the Detector runs on CPUs gives the contiguous layout's logits on a real frame and on the same
     frame as a warm flat 16-bit scene would arrive (0.5 + 0.05 x): with torch's own GroupNorm they differed by

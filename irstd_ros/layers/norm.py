@@ -19,18 +19,56 @@ Under bf16 autocast the shift is skipped: bf16 input already rounds away what th
 shift would save (a mean 256x the spread is one bf16 step), and it would cost
 16 % of LRRNet's bf16 time. Elsewhere (CUDA, contiguous) this is nn.GroupNorm;
 parameters and state-dict keys are nn.GroupNorm's.
+
+Exported for OpenVINO and ONNX Runtime (inside :func:`reductions_for_export`), it
+is written as per-channel means over H, W, averaged over each group on the tiny
+(B, C, 1, 1) tensor, then a centred second pass for the variance. The usual
+export (reshape to groups, MVN, reshape back) makes OpenVINO's CPU plugin leave
+its blocked channel layout twice per norm: those layout changes were a quarter of
+LRRNet's OpenVINO bf16 time, and reductions over H, W keep the layout
+(``bench/bench_backends.py`` has the before and after).
 """
 from __future__ import annotations
+
+import contextlib
+import contextvars
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 SUBSAMPLE = 8  # every 8th row and column
+_AS_REDUCTIONS = contextvars.ContextVar("irstd_group_norm_as_reductions", default=False)
+
+
+@contextlib.contextmanager
+def reductions_for_export():
+    """Trace GroupNorm as reductions over H, W (see the module docstring), for ONNX export."""
+    token = _AS_REDUCTIONS.set(True)
+    try:
+        yield
+    finally:
+        _AS_REDUCTIONS.reset(token)
+
+
+def group_norm_by_reductions(x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor,
+                             eps: float) -> torch.Tensor:
+    """``F.group_norm`` for 4-D input with no reshape of ``x``: only reductions over H, W and broadcasts."""
+    b, c = x.shape[:2]
+
+    def over_groups(per_channel: torch.Tensor) -> torch.Tensor:  # (B, C, 1, 1) -> its group's mean, per channel
+        g = per_channel.reshape(b, groups, c // groups).mean(-1, keepdim=True)
+        return g.expand(b, groups, c // groups).reshape(b, c, 1, 1)
+
+    centred = x - over_groups(x.mean((2, 3), keepdim=True))
+    var = over_groups((centred * centred).mean((2, 3), keepdim=True))
+    return centred * (torch.rsqrt(var + eps) * weight.view(1, c, 1, 1)) + bias.view(1, c, 1, 1)
 
 
 class GroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _AS_REDUCTIONS.get() and x.dim() == 4 and self.affine:
+            return group_norm_by_reductions(x, self.num_groups, self.weight, self.bias, self.eps)
         if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4 or x.is_contiguous() \
                 or not x.is_contiguous(memory_format=torch.channels_last) or torch.is_autocast_enabled("cpu"):
             return super().forward(x)

@@ -22,6 +22,7 @@ from typing import Sequence
 
 import torch
 
+from ..layers.norm import reductions_for_export
 from .haar import dwt_decomposed, idwt_decomposed
 from .selective_scan import selective_scan_blocked
 
@@ -69,7 +70,7 @@ def export_onnx(module: torch.nn.Module, args: Sequence[torch.Tensor], path: str
                 opset: int = 18) -> Path:
     """torch.export -> decompose -> ONNX file at ``path`` (static shapes)."""
     path = Path(path)
-    with _quiet_exporter():
+    with _quiet_exporter(), reductions_for_export():
         program = decompose(torch.export.export(module.eval(), tuple(args)))
         onnx_program = torch.onnx.export(program, tuple(args), dynamo=True, opset_version=opset, verbose=False)
         onnx_program.save(str(path))
