@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -137,3 +138,29 @@ def test_the_install_registers_the_package_in_the_ament_index_of_its_prefix():
         assert (share / "config" / f"{name}.yaml").is_file(), name
     exe = prefix / "lib" / "irstd_ros" / "detector"
     assert exe.is_file() and os.access(exe, os.X_OK)
+
+
+def test_the_ros2_run_executable_starts_the_node_with_the_prefix_python_off_path(tmp_path):
+    """`ros2 run` and launch_ros exec <prefix>/lib/irstd_ros/detector with whatever PATH they have: it must find
+    the venv's Python itself (a `#!/usr/bin/env python3` line found the system's, which has no irstd_ros). A bad
+    model gets the node's one-line refusal, which proves the node itself ran."""
+    exe = Path(sys.prefix) / "lib" / "irstd_ros" / "detector"
+    if not exe.is_file():
+        pytest.skip("no lib/irstd_ros/detector in this prefix (not installed by make)")
+    env = {**os.environ, "PATH": "/usr/bin:/bin", "ROS_LOG_DIR": str(tmp_path)}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.Popen([str(exe), "--ros-args", "-r", "__node:=wrapper_probe", "-p", "model:=no_such_model"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen = []
+    try:
+        deadline = time.time() + 60
+        for line in proc.stdout:  # the node keeps running after its refusal: read until it shows
+            seen.append(line)
+            if "no_such_model" in line or time.time() > deadline:
+                break
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    out = "".join(seen)
+    assert "No module named" not in out, out
+    assert "no_such_model" in out, out
