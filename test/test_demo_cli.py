@@ -7,7 +7,11 @@ import sys
 
 import pytest
 
-from conftest import tiny_checkpoint
+from irstd_ros.checkpoints import default_weights
+from irstd_ros.errors import CheckpointError
+from irstd_ros.models import list_models
+
+from conftest import tiny_checkpoint  # noqa: I100
 
 DEMO = [sys.executable, "-m", "irstd_ros.cli.demo"]
 
@@ -16,8 +20,20 @@ def run(*args):
     return subprocess.run([*DEMO, *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
+def _ships_weights(name: str) -> bool:
+    try:
+        default_weights(name)
+    except CheckpointError:
+        return False
+    return True
+
+
+UNSHIPPED = [n for n in list_models() if not _ships_weights(n)]
+
+
 @pytest.mark.parametrize("args, fragment", [
-    (("--model", "irmamba"), "no shipped weights for model 'irmamba'"),
+    pytest.param(("--model", UNSHIPPED[0]) if UNSHIPPED else (), f"no shipped weights for model '{UNSHIPPED[0]}'"
+                 if UNSHIPPED else "", marks=() if UNSHIPPED else pytest.mark.skip(reason="every model ships weights")),
     (("--model", "yolo"), "unknown model 'yolo'"),
     (("--model", "irmamba", "--weights", "irstd_ros/weights/lrrnet_sirst-v1.pt"), "is for model 'lrrnet'"),
     (("--weights", "missing.pt"), "checkpoint not found"),
@@ -33,3 +49,11 @@ def test_offline_demo_runs_irmamba_from_a_checkpoint(tmp_path):
     r = run("--model", "irmamba", "--weights", ckpt, "--offline")
     assert r.returncode == 0, r.stderr
     assert "irmamba/" in r.stdout and "Misc_" in r.stdout
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if _ships_weights(n) else pytest.mark.skip(
+    reason=f"{n} ships no weights yet")) for n in list_models() if n != "lrrnet"])
+def test_offline_demo_runs_each_shipped_model_with_no_weights_flag(name):
+    r = run("--model", name, "--offline")
+    assert r.returncode == 0, r.stderr
+    assert f"{name}/" in r.stdout and "Misc_" in r.stdout
