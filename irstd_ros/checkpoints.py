@@ -30,6 +30,15 @@ def default_weights(model: str) -> Path:
     return WEIGHTS_DIR / name
 
 
+def ships_weights(model: str) -> bool:
+    """Whether the project ships a checkpoint for ``model`` (:func:`default_weights` would find one)."""
+    try:
+        default_weights(model)
+    except CheckpointError:
+        return False
+    return True
+
+
 def read_checkpoint(path: str | Path) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():

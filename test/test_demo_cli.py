@@ -7,8 +7,7 @@ import sys
 
 import pytest
 
-from irstd_ros.checkpoints import default_weights
-from irstd_ros.errors import CheckpointError
+from irstd_ros.checkpoints import ships_weights
 from irstd_ros.models import list_models
 
 from conftest import tiny_checkpoint  # noqa: I100
@@ -20,15 +19,7 @@ def run(*args):
     return subprocess.run([*DEMO, *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
-def _ships_weights(name: str) -> bool:
-    try:
-        default_weights(name)
-    except CheckpointError:
-        return False
-    return True
-
-
-UNSHIPPED = [n for n in list_models() if not _ships_weights(n)]
+UNSHIPPED = [n for n in list_models() if not ships_weights(n)]
 
 
 @pytest.mark.parametrize("args, fragment", [
@@ -51,7 +42,7 @@ def test_offline_demo_runs_irmamba_from_a_checkpoint(tmp_path):
     assert "irmamba/" in r.stdout and "Misc_" in r.stdout
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=() if _ships_weights(n) else pytest.mark.skip(
+@pytest.mark.parametrize("name", [pytest.param(n, marks=() if ships_weights(n) else pytest.mark.skip(
     reason=f"{n} ships no weights yet")) for n in list_models() if n != "lrrnet"])
 def test_offline_demo_runs_each_shipped_model_with_no_weights_flag(name):
     r = run("--model", name, "--offline")

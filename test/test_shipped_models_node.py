@@ -10,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from irstd_ros.checkpoints import card_threshold, default_weights
+from irstd_ros.checkpoints import card_threshold, ships_weights
 from irstd_ros.datasets import read_image, read_mask
 from irstd_ros.detector import Detector, DetectorConfig
-from irstd_ros.errors import CheckpointError
 from irstd_ros.metrics import components
 from irstd_ros.models import list_models
 from irstd_ros.pipeline import postprocess
@@ -21,15 +20,7 @@ from irstd_ros.pipeline import postprocess
 from ros_harness import image_from_array, running_detector, stamp_key  # noqa: I100
 
 
-def _shipped(name: str) -> bool:
-    try:
-        default_weights(name)
-    except CheckpointError:
-        return False
-    return True
-
-
-MODELS = [pytest.param(n, marks=() if _shipped(n) else pytest.mark.skip(reason=f"{n} ships no weights yet"))
+MODELS = [pytest.param(n, marks=() if ships_weights(n) else pytest.mark.skip(reason=f"{n} ships no weights yet"))
           for n in list_models()]
 
 
