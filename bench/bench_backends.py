@@ -127,6 +127,14 @@ def main() -> int:
     cache_root = Path(tempfile.mkdtemp(prefix="irstd-bench-engines-"))
     print(f"machine: {machine_description()}")
     rows, skipped = [], []
+    node = None
+
+    def save(complete: bool) -> None:
+        """Written after every cell, so a run stopped part-way (IRMamba compiles for minutes) keeps its rows."""
+        if args.json:
+            Path(args.json).write_text(json.dumps({"machine": machine_description(), "complete": complete,
+                                                   "rows": rows, "skipped": skipped, "node": node}, indent=1) + "\n")
+
     for model in args.models:
         for hw in args.sizes:
             reference = Detector(DetectorConfig(model=model, precision="fp32"))
@@ -142,6 +150,7 @@ def main() -> int:
                         continue
                     row = bench_cell(model, backend, precision, hw, args.runs, args.budget, gflops, cache_root)
                     rows.append(row)
+                    save(complete=False)
                     extra = (f"  compile {row['compile_s']:.1f} s, cached load {row['cache_load_s']:.2f} s"
                              if "compile_s" in row else "")
                     print(f"  {model:10s} {row['size']:>9s} {backend:>11s}-{row['precision']:4s} median "
@@ -149,7 +158,6 @@ def main() -> int:
                           f"{row['gflops']:6.1f} GFLOPs {row['gflop_per_s']:6.1f} GFLOP/s{extra}", flush=True)
     for s in {(s["backend"], s["precision"], s["why"]) for s in skipped}:
         print(f"  skipped {s[0]}-{s[1]}: {s[2]}")
-    node = None
     if args.node != (0, 0) and rows:
         size = f"{args.node[1]}x{args.node[0]}"
         at = [r for r in rows if r["model"] == args.models[0] and r["size"] == size] or \
@@ -158,9 +166,7 @@ def main() -> int:
         node = bench_node(best["model"], best["backend"], best["precision"], args.node, args.node_frames, cache_root)
         print(f"  node end to end {node['model']} {node['backend']}-{node['precision']} {node['size']} mono8, one "
               f"frame in flight: median {node['median_ms']:.1f} ms, p90 {node['p90_ms']:.1f} ms ({node['fps']:.1f} FPS)")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"machine": machine_description(), "rows": rows, "skipped": skipped,
-                                               "node": node}, indent=1) + "\n")
+    save(complete=True)
     return 0
 
 
