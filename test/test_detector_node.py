@@ -7,34 +7,22 @@ import time
 import numpy as np
 import pytest
 
-from irstd_ros.datasets import read_image, read_mask
 from irstd_ros.detector import Detector, DetectorConfig
 from irstd_ros.metrics import components
 from irstd_ros.models import list_models
 from irstd_ros.pipeline import postprocess
 
-from conftest import tiny_checkpoint, visible_noise  # noqa: I100
+from conftest import clean_test_frame, tiny_checkpoint, visible_noise  # noqa: I100
 from ros_harness import Harness, image_from_array, running_detector, start_detector, stamp_key, wait_log  # noqa: I100,E501
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
-
-def _box_holds(d, cx, cy) -> bool:
-    return d.x <= cx <= d.x + d.width and d.y <= cy <= d.y + d.height
 
 
 @pytest.fixture(scope="module")
 def frame(sirst_root):
     """A real SIRST-v1 test frame whose target the shipped model finds offline (with no false alarm)."""
-    det = Detector(DetectorConfig())
-    names = (sirst_root / "splits" / "test.txt").read_text().split()
-    for name in names:
-        img8 = (read_image(sirst_root / "images" / f"{name}.png") * 255).round().astype(np.uint8)
-        gt = read_mask(sirst_root / "masks" / f"{name}.png")
-        _, dets = postprocess(det.probabilities(img8.astype(np.float32) / np.float32(255)), 0.5)
-        _, _, cents = components(gt)
-        if len(dets) == len(cents) == 1 and _box_holds(dets[0], *cents[0]):
-            return img8, gt
-    pytest.fail("the shipped model finds no single-target test frame cleanly")
+    img8, gt, _ = clean_test_frame(sirst_root)
+    return img8, gt
 
 
 @pytest.fixture(scope="module")

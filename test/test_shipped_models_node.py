@@ -11,12 +11,10 @@ import numpy as np
 import pytest
 
 from irstd_ros.checkpoints import card_threshold, ships_weights
-from irstd_ros.datasets import read_image, read_mask
-from irstd_ros.detector import Detector, DetectorConfig
 from irstd_ros.metrics import components
 from irstd_ros.models import list_models
-from irstd_ros.pipeline import postprocess
 
+from conftest import clean_test_frame  # noqa: I100
 from ros_harness import image_from_array, running_detector, stamp_key  # noqa: I100
 
 
@@ -24,24 +22,11 @@ MODELS = [pytest.param(n, marks=() if ships_weights(n) else pytest.mark.skip(rea
           for n in list_models()]
 
 
-def _clean_frame(name: str, sirst_root, threshold: float, tries: int = 80):
-    """A SIRST-v1 test frame with one target that ``name`` finds alone, offline, through the pure pipeline."""
-    det = Detector(DetectorConfig(model=name))
-    for frame in (sirst_root / "splits" / "test.txt").read_text().split()[:tries]:
-        img8 = (read_image(sirst_root / "images" / f"{frame}.png") * 255).round().astype(np.uint8)
-        _, _, cents = components(read_mask(sirst_root / "masks" / f"{frame}.png"))
-        _, dets = postprocess(det.probabilities(img8.astype(np.float32) / np.float32(255)), threshold)
-        if len(cents) == len(dets) == 1:
-            (cx, cy), d = cents[0], dets[0]
-            if d.x <= cx <= d.x + d.width and d.y <= cy <= d.y + d.height:
-                return img8, dets, (cx, cy)
-    pytest.fail(f"the shipped {name} finds no single-target frame alone in the first {tries} test frames")
-
-
 @pytest.mark.parametrize("name", MODELS)
 def test_the_shipped_model_serves_at_its_card_threshold_with_boxes_on_the_target(name, sirst_root, tmp_path):
     card = card_threshold(name)
-    img8, want, (cx, cy) = _clean_frame(name, sirst_root, card)
+    img8, gt, want = clean_test_frame(sirst_root, name, card, tries=80)
+    (cx, cy), = components(gt)[2]
     with running_detector("-p", f"model:={name}", log=tmp_path / "detector.log") as (h, _):
         assert h.param("threshold") == pytest.approx(card)  # nobody set one: the card's
         stamp = 1_700_000_000_123_456_789
