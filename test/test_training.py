@@ -182,8 +182,14 @@ def test_a_trainval_fit_exports_with_its_predecessors_threshold(tmp_path, tiny_s
     assert not (out / "best.pt").exists()  # nothing validated, nothing "best"
     parent = REPO / "irstd_ros/weights/lrrnet_sirst-v1.json"
     dst = tmp_path / "w" / "tiny.pt"
-    assert export_weights.main([str(out / "last.pt"), str(dst), "--threshold-from-card", str(parent)]) == 0
+    scored = tmp_path / "test_paper.json"  # an irstd-eval --bootstrap JSON: the card keeps its intervals
+    scored.write_text(json.dumps({"dataset": "sirst-v1", "split": "test", "iou": 0.7, "ci95": {"iou": [0.6, 0.8]},
+                                  "ci95_resamples": 2000, "pd_fa_curve": [[0.5, 0.9, 1e-5]]}))
+    assert export_weights.main([str(out / "last.pt"), str(dst), "--threshold-from-card", str(parent),
+                                "--metrics", f"paper={scored}"]) == 0
     card = json.loads(dst.with_suffix(".json").read_text())
+    assert card["test_metrics"]["paper"] == {"dataset": "sirst-v1", "split": "test", "iou": 0.7,
+                                             "ci95": {"iou": [0.6, 0.8]}, "ci95_resamples": 2000}
     assert card["selected_by"].startswith("final epoch")
     assert card["threshold"] == json.loads(parent.read_text())["threshold"]
     assert card["threshold_selection"]["inherited_from"] == json.loads(parent.read_text())["training_config"]["name"]

@@ -95,7 +95,7 @@ def main(argv=None) -> int:
         name, _, path = item.partition("=")
         res = json.loads(Path(path).read_text())
         metrics[name] = {k: res[k] for k in ("dataset", "split", "protocol", "threshold", "iou", "niou", "pd", "fa",
-                                             "auc", "n_images", "n_targets") if k in res}
+                                             "auc", "n_images", "n_targets", "ci95", "ci95_resamples") if k in res}
     if args.calibration and args.threshold_from_card:
         ap.error("give --calibration or --threshold-from-card, not both")
     calibration = json.loads(Path(args.calibration).read_text()) if args.calibration else None
