@@ -1,7 +1,7 @@
 """Backends side by side: model x backend x precision x frame size, and the node end to end (a script, never a test).
 
     .venv/bin/python bench/bench_backends.py [--models lrrnet] [--backends torch openvino onnxruntime]
-        [--precisions fp32 bf16] [--sizes 256x256 640x512 1280x1024] [--runs 30] [--node 640x512]
+        [--precisions fp32 bf16 int8] [--sizes 256x256 640x512 1280x1024] [--runs 30] [--node 640x512]
         [--json bench/results/backends_cpu.json]
 
 Every cell runs the shipped weights through :class:`Detector` (preprocess, model,
@@ -10,8 +10,8 @@ size, after warm-up: median and p90 latency, FPS, GFLOPs per frame (torch's
 FlopCounterMode at the padded size) and the GFLOP/s that makes. For compiling
 backends it also reports what a new frame size costs the first time: the compile
 into an empty cache, and the load from that cache by a fresh Detector (a restart).
-Pairs a backend cannot run here (bf16 on onnxruntime, tensorrt without a GPU) are
-listed as skipped with the reason. ``--node WxH`` then runs the detector node with
+Pairs that cannot run here (bf16 on onnxruntime, tensorrt without a GPU, int8 for
+weights shipped without int8 ranges) are listed as skipped with the reason. ``--node WxH`` then runs the detector node with
 the fastest backend of the first model at that size and times publish -> detections
 over a real Fast DDS graph, one frame in flight. Run it on an otherwise idle
 machine; the machine is printed with the numbers.
@@ -35,12 +35,12 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(140 + os.getpid() % 20))
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp())
 
 from bench_models import flops, size_arg  # noqa: E402
-from irstd_ros.backends import BACKENDS, pair_problem, unavailable  # noqa: E402
+from irstd_ros.backends import BACKENDS  # noqa: E402
 from irstd_ros.cli.demo import SAMPLE  # noqa: E402
 from irstd_ros.datasets import read_image  # noqa: E402
-from irstd_ros.detector import Detector, DetectorConfig  # noqa: E402
+from irstd_ros.detector import Detector, DetectorConfig, config_problem  # noqa: E402
 from irstd_ros.machine import machine_description  # noqa: E402
-from irstd_ros.models import list_models, model_cfg  # noqa: E402
+from irstd_ros.models import list_models  # noqa: E402
 from irstd_ros.pipeline import preprocess  # noqa: E402
 
 
@@ -114,7 +114,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", default=["lrrnet"], choices=list_models())
     ap.add_argument("--backends", nargs="+", default=["torch", "openvino", "onnxruntime"], choices=BACKENDS)
-    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16", "int8"])
     ap.add_argument("--sizes", type=size_arg, nargs="+", default=[(256, 256), (512, 640), (1024, 1280)],
                     help="WIDTHxHEIGHT")
     ap.add_argument("--runs", type=int, default=30)
@@ -143,8 +143,7 @@ def main() -> int:
             del reference
             for backend in args.backends:
                 for precision in args.precisions:
-                    why = (pair_problem(backend, "cpu", precision, model, model_cfg(model).backends)
-                           or unavailable(backend, "cpu"))
+                    why = config_problem(DetectorConfig(model=model, backend=backend, precision=precision))
                     if why:
                         skipped.append({"model": model, "backend": backend, "precision": precision, "why": why})
                         continue

@@ -26,7 +26,7 @@ class DetectorConfig:
     weights: Optional[str] = None
     backend: str = "torch"        # irstd_ros.backends.BACKENDS
     device: str = "cpu"
-    precision: str = "auto"       # auto | fp32 | bf16 | fp16 (what the backend and device run: BACKEND_PRECISIONS)
+    precision: str = "auto"       # auto | fp32 | bf16 | fp16 | int8 (what the backend and device run: BACKEND_PRECISIONS)
     cache_dir: Optional[str] = None  # compiled engines (non-torch backends); None: the user's cache directory
     input_size: int = 0           # 0: native protocol (pad to stride); N: resize to N x N (paper protocol)
     knobs: Dict[str, Any] = field(default_factory=dict)  # the model's registered knobs; "auto"/missing: as shipped
@@ -58,7 +58,18 @@ def config_problem(cfg: DetectorConfig) -> Optional[str]:
     except KeyError as exc:
         return str(exc.args[0])
     return (pair_problem(cfg.backend, cfg.device, cfg.precision, cfg.model, backends)
-            or unavailable(cfg.backend, cfg.device))
+            or unavailable(cfg.backend, cfg.device) or (cfg.precision == "int8" and _int8_problem(cfg)) or None)
+
+
+def _int8_problem(cfg: DetectorConfig) -> Optional[str]:
+    """Why these weights have no usable int8 ranges (checked at configure, before any export)."""
+    from .backends.int8 import int8_problem
+    from .checkpoints import default_weights
+    from .errors import CheckpointError
+    try:
+        return int8_problem(cfg.weights or default_weights(cfg.model))
+    except (CheckpointError, OSError) as exc:
+        return str(exc)
 
 
 class Detector:

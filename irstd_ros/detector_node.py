@@ -47,7 +47,7 @@ from .pipeline import Detection, postprocess
 from .plots import overlay as draw_overlay
 
 RELOAD = tuple(p.name for p in PARAMS if p.effect == "reload")
-ENGINE_PARAMS = ("model", "backend", "device", "precision")  # checked together: can this machine run them?
+ENGINE_PARAMS = ("model", "weights", "backend", "device", "precision")  # checked together: can this machine run them?
 WARN_PERIOD_S = 2.0
 RATE_WINDOW_S = 5.0   # rate_hz counts the frames published in this window, ending now
 MIN_STALL_S = 5.0     # the liveness check never fires sooner: one slow frame on a loaded CPU is no stall
@@ -181,8 +181,8 @@ class DetectorNode(LifecycleNode):
         """Why the model, backend, device and precision (current values overridden by ``values``) cannot run
         together on this machine, else None."""
         cur = {name: values.get(name, self.p(name)) for name in ENGINE_PARAMS}
-        return config_problem(DetectorConfig(model=cur["model"], backend=cur["backend"], device=cur["device"],
-                                             precision=cur["precision"]))
+        return config_problem(DetectorConfig(model=cur["model"], weights=cur["weights"] or None,
+                                             backend=cur["backend"], device=cur["device"], precision=cur["precision"]))
 
     def _on_set_parameters(self, params) -> SetParametersResult:
         for prm in params:

@@ -14,7 +14,7 @@ import functools
 from pathlib import Path
 from typing import Optional, Tuple
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 CUDA_NATIVE_BF16 = (8, 0)  # compute capability of Ampere, the first with bf16 tensor cores
 
 

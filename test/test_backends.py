@@ -164,7 +164,7 @@ def test_an_entry_from_other_weights_is_detected_and_never_served(two_lrrnets, t
 
 
 def test_pairs_that_cannot_run_are_refused_with_the_reason():
-    assert pair_problem("onnxruntime", "cpu", "bf16") == "backend onnxruntime on cpu runs fp32, not precision='bf16'"
+    assert pair_problem("onnxruntime", "cpu", "bf16") == "backend onnxruntime on cpu runs fp32, int8, not precision='bf16'"
     assert "runs on cuda" in pair_problem("tensorrt", "cpu", "auto")
     assert "unknown backend" in pair_problem("tflite")
     assert "does not run under openvino" in pair_problem("openvino", model="x", model_backends=("torch",))
@@ -172,7 +172,7 @@ def test_pairs_that_cannot_run_are_refused_with_the_reason():
         for kind, precisions in BACKEND_PRECISIONS[backend].items():
             for p in precisions:
                 assert pair_problem(backend, kind, p) is None
-    with pytest.raises(ValueError, match="runs fp32, not precision='bf16'"):
+    with pytest.raises(ValueError, match="runs fp32, int8, not precision='bf16'"):
         Detector(DetectorConfig(backend="onnxruntime", precision="bf16"))
     with pytest.raises(ValueError, match="tensorrt runs on cuda"):
         Detector(DetectorConfig(backend="tensorrt"))

@@ -47,7 +47,7 @@ def test_live_swap_to_openvino_then_a_restart_loads_the_engine_from_the_cache(tm
 
         res = h.set_param("backend", "onnxruntime")
         res2 = h.set_atomically(backend="openvino", precision="fp16")
-        assert not res2.successful and "openvino on cpu runs fp32, bf16, not precision='fp16'" in res2.reason
+        assert not res2.successful and "openvino on cpu runs fp32, bf16, int8, not precision='fp16'" in res2.reason
         assert res.successful
         d = h.wait_diagnostics(lambda d: d.get("backend", "").startswith("lrrnet/onnxruntime"), timeout=180)
         assert d["backend"] == "lrrnet/onnxruntime-fp32" and d["level"] < 2, d

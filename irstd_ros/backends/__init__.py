@@ -15,11 +15,12 @@ from typing import Dict, Optional, Sequence, Tuple
 BACKENDS = ("torch", "openvino", "onnxruntime", "tensorrt")
 
 # backend -> device kind -> precisions it runs there (fp16 on CPUs is slower than fp32 everywhere we measured,
-# and ONNX Runtime's CPU provider has no bf16 kernels, so neither is offered)
+# and ONNX Runtime's CPU provider has no bf16 kernels, so neither is offered); int8 needs ranges shipped with the
+# weights (backends.int8), which config checks ask for
 BACKEND_PRECISIONS: Dict[str, Dict[str, Tuple[str, ...]]] = {
     "torch": {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "bf16", "fp16")},
-    "openvino": {"cpu": ("fp32", "bf16")},
-    "onnxruntime": {"cpu": ("fp32",)},
+    "openvino": {"cpu": ("fp32", "bf16", "int8")},
+    "onnxruntime": {"cpu": ("fp32", "int8")},
     "tensorrt": {"cuda": ("fp32", "fp16", "bf16")},
 }
 

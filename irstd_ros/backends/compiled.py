@@ -5,6 +5,8 @@ size gets its own static-shape engine: static shapes are what OpenVINO and
 TensorRT optimise best, and the selective scan's decomposition needs a static
 sequence length. The first frame of a new size pays the compile (or a cache
 load); :attr:`CompiledModel.lookups` records which it was and how long it took.
+int8 quantises each size's export with the ranges shipped beside the weights
+(:mod:`.int8`); their digest is part of the cache key, as the weights' is.
 """
 from __future__ import annotations
 
@@ -49,6 +51,11 @@ class CompiledModel:
         self.cfg = model_cfg(name)
         self.max_shapes = max_shapes
         self._weights = weights_digest(weights_path)
+        self._int8 = None
+        if precision == "int8":
+            from .int8 import ranges_digest, read_ranges
+            self._int8 = read_ranges(weights_path)["parts"]
+            self._weights += "+int8:" + ranges_digest(self._int8)
         self._version = self.engine.version()
         self._device_sig = device_signature(device)
         self._shapes: "OrderedDict[Tuple[int, ...], Dict[str, CompiledPart]]" = OrderedDict()
@@ -96,7 +103,7 @@ class CompiledModel:
         for part, (module, inputs) in parts.items():
             run, lookup = self.cache.get(
                 self.key(part, inputs),
-                build=lambda d, m=module, i=inputs: self.engine.build(m, i, d, self.precision, self.device),
+                build=lambda d, m=module, i=inputs, p=part: self._build(m, i, d, p),
                 load=lambda d: self.engine.load(d, self.precision, self.device), note={"frame_shape": list(shape)})
             verb = {"hit": "loaded from the engine cache", "built": "compiled",
                     "rebuilt": f"rebuilt (the cached entry was unusable: {lookup.reason})"}[lookup.status]
@@ -110,6 +117,14 @@ class CompiledModel:
         while len(self._shapes) > self.max_shapes:
             self._shapes.popitem(last=False)
         return done
+
+    def _build(self, module, inputs, entry, part: str) -> List[str]:
+        if self._int8 is None:
+            return self.engine.build(module, inputs, entry, self.precision, self.device)
+        if part not in self._int8:
+            from .int8 import Int8Unavailable
+            raise Int8Unavailable(f"the int8 ranges have no part {part!r} of {self.name}; re-run training.quantize")
+        return self.engine.build(module, inputs, entry, self.precision, self.device, int8_ranges=self._int8[part])
 
     @torch.inference_mode()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

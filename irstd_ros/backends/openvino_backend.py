@@ -3,7 +3,9 @@
 The IR (``model.xml``/``.bin``) is what the cache keeps; OpenVINO's own compiled
 blob cache (``CACHE_DIR``) sits beside it in the entry, so a restart skips the
 plugin's graph compilation too. bf16 is OpenVINO's inference precision hint: the
-IR stays fp32 and the CPU plugin runs bf16 kernels where the CPU has them.
+IR stays fp32 and the CPU plugin runs bf16 kernels where the CPU has them. int8
+is the QDQ model of :mod:`.int8` (its ranges shipped with the weights): OpenVINO
+runs int8 kernels where the quantize pairs are, the rest in fp32.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import numpy as np
 
 from . import cpu_library_problem
 
-HINTS = {"fp32": "f32", "bf16": "bf16"}
+HINTS = {"fp32": "f32", "bf16": "bf16", "int8": "f32"}  # int8: the float rest in fp32 (bf16 failed the gate)
 
 
 def unavailable(device: str = "cpu") -> Optional[str]:
@@ -27,14 +29,18 @@ def version() -> str:
     return openvino.get_version()
 
 
-def build(module, inputs: Sequence, entry: Path, precision: str, device: str = "cpu") -> List[str]:
-    """Write ``model.xml``/``model.bin`` for ``module`` at these example inputs' shapes (static)."""
+def build(module, inputs: Sequence, entry: Path, precision: str, device: str = "cpu",
+          int8_ranges: Optional[dict] = None) -> List[str]:
+    """Write ``model.xml``/``model.bin`` for ``module`` at these example inputs' shapes (static); int8 needs
+    the part's ``int8_ranges``."""
     import openvino as ov
 
     from ..ops.deploy import export_onnx
+    from .int8 import export_int8
 
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = export_onnx(module, inputs, Path(tmp) / "model.onnx")
+        onnx_path = (export_int8(module, inputs, Path(tmp) / "model.onnx", int8_ranges) if precision == "int8"
+                     else export_onnx(module, inputs, Path(tmp) / "model.onnx"))
         ir = ov.convert_model(str(onnx_path))
     ov.save_model(ir, str(entry / "model.xml"), compress_to_fp16=False)
     return ["model.xml", "model.bin"]

@@ -31,7 +31,8 @@ def add_engine_args(parser) -> None:
     from ..precision import PRECISIONS
     parser.add_argument("--backend", default="torch", choices=BACKENDS, help=DESCRIPTION)
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
-                        help="auto: what the backend runs fastest here (bf16 on CPUs with native bf16)")
+                        help="auto: what the backend runs fastest here (bf16 on CPUs with native bf16); int8: openvino "
+                             "or onnxruntime, with the weights' shipped int8 ranges")
     parser.add_argument("--cache-dir", default="", help="compiled engines (default: ~/.cache/irstd_ros/engines)")
 
 
