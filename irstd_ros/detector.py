@@ -14,7 +14,7 @@ import torch
 from .backends import BACKENDS, pair_problem, unavailable
 from .checkpoints import load_model
 from .models import model_cfg
-from .pipeline import Detection, postprocess, preprocess, restore, run_model
+from .pipeline import Detection, postprocess, preprocess, restore, run_model, sigmoid
 from .precision import resolve_precision
 
 __all__ = ["BACKENDS", "Detector", "DetectorConfig", "config_problem", "device_problem"]
@@ -139,7 +139,7 @@ class Detector:
             raise ValueError(f"input_size {size} must be a multiple of {self.stride}")
         x, geom = preprocess(image, self.stride, size or None)
         if self.compiled is not None:
-            probs = torch.sigmoid(self.compiled(x).float())[0, 0].numpy()
+            probs = sigmoid(self.compiled(x).float()[0, 0].numpy())
         else:
             probs = run_model(self.model, x.contiguous(memory_format=torch.channels_last), self.precision)[0]
         return restore(probs, geom)
