@@ -38,7 +38,9 @@ def _frame(name="Misc_58", crop=(slice(0, 100), slice(0, 130))) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
-    """An untrained test-sized checkpoint of every registered model."""
+    """An untrained test-sized checkpoint of every registered model, the same every run (seeded: unseeded, the
+    IRSTD-Diff parity case failed once in four runs on 2026-11-26, so a failure here was not reproducible)."""
+    torch.manual_seed(0)
     d = tmp_path_factory.mktemp("weights")
     prepare = {"irstd_diff": visible_noise}
     return {name: tiny_checkpoint(d / f"{name}.pt", name, prepare.get(name)) for name in list_models()}
