@@ -10,7 +10,8 @@
 #   ROS2_SRC=/tmp/ros2-src bash scripts/check_ros2_cli.sh [editable|prefix]
 #     editable  the venv as `make install` left it (scripts/link_share.py's links), venv not activated
 #     prefix    a non-editable install (wheel, `pip install --prefix`) of this work tree, layered on the venv
-# Env: VENV (.venv), OVERLAY (/tmp/ros2cli-overlay, rebuilt), TIMEOUT (s per step, 60), ROS_DOMAIN_ID (77)
+# Env: VENV (.venv), OVERLAY (/tmp/ros2cli-overlay, rebuilt), TIMEOUT (s per step, 60), ROS_DOMAIN_ID (77),
+#      MODEL (launched, lrrnet), SWAP (hot-swapped to and back, irmamba; lrrnet when MODEL is irmamba)
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd -P)
 VENV=$(cd "${VENV:-$REPO/.venv}" && pwd -P)
@@ -20,6 +21,8 @@ SRC=${ROS2_SRC:?ROS2_SRC: the folder with the launch/ launch_ros/ ros2cli/ rosid
 OVERLAY=${OVERLAY:-/tmp/ros2cli-overlay}
 T=${TIMEOUT:-60}
 NODE=/irstd/detector
+MODEL=${MODEL:-lrrnet}
+SWAP=${SWAP:-$([ "$MODEL" = irmamba ] && echo lrrnet || echo irmamba)}
 WORK=$(mktemp -d /tmp/check-ros2-cli.XXXXXX)
 cd "$WORK"  # never the repo: its irstd_ros/ would shadow the installed one
 FAILS=0
@@ -70,7 +73,7 @@ echo "irstd_ros prefix: $(ros2 pkg prefix irstd_ros), module: $("$PY" -c 'import
 
 # 1. ros2 launch: the lifecycle node configures and activates itself (autostart)
 t0=${EPOCHREALTIME/./}
-setsid timeout --foreground -s INT 900 ros2 launch -n irstd_ros detector.launch.py model:=lrrnet > launch.log 2>&1 &
+setsid timeout --foreground -s INT 900 ros2 launch -n irstd_ros detector.launch.py model:=$MODEL > launch.log 2>&1 &
 LAUNCH=$!
 stop() {
   kill -INT "$LAUNCH" 2>/dev/null || return 0
@@ -78,7 +81,7 @@ stop() {
   kill -KILL -- "-$LAUNCH" 2>/dev/null || true
 }
 trap stop EXIT
-echo "== 1. ros2 launch irstd_ros detector.launch.py model:=lrrnet"
+echo "== 1. ros2 launch irstd_ros detector.launch.py model:=$MODEL"
 for _ in $(seq $((T * 2))); do grep -q "active: listening" launch.log && break; kill -0 $LAUNCH 2>/dev/null || break; sleep 0.5; done
 sed 's/^/    /' launch.log
 if grep -q "active: listening" launch.log; then ok "1. launch" "$(since "$t0")"; else bad "1. launch" "$(since "$t0")"; fi
@@ -106,6 +109,18 @@ check "3. lifecycle deactivate" "Transitioning successful" lifecycle set $NODE d
 check "3. lifecycle get" "inactive [2]" lifecycle get $NODE
 check "3. lifecycle activate" "Transitioning successful" lifecycle set $NODE activate
 check "3. lifecycle get" "active [3]" lifecycle get $NODE
+# 4. hot swap to another model and back: each reload is confirmed by the node's "now running" log line
+swap() {
+  local to=$1 n t0=${EPOCHREALTIME/./}
+  n=$(grep -c "now running $to/" launch.log || true)
+  check "4. param set model $to" "Set parameter successful" param set $NODE model "$to"
+  for _ in $(seq $((T * 2))); do [ "$(grep -c "now running $to/" launch.log || true)" -gt "$n" ] && break; sleep 0.5; done
+  grep "now running $to/" launch.log | tail -n 1 | sed 's/^/    /'
+  if [ "$(grep -c "now running $to/" launch.log || true)" -gt "$n" ]; then ok "4. now running $to" "$(since "$t0")"
+  else bad "4. now running $to" "$(since "$t0")"; fi
+}
+swap "$SWAP"
+swap "$MODEL"
 
 stop
 echo "== launch log after shutdown"
