@@ -239,3 +239,38 @@ def test_calibrate_reads_a_runs_last_pt_like_its_export(tmp_path, tiny_sirst, ca
     assert calibrate.main([str(exported), "--data", str(tiny_sirst), "--split", "test"]) == 2
     assert capsys.readouterr().err.strip() == \
         "calibrate: error: thresholds are chosen on a validation split, never on test"
+
+
+def test_ship_calibrates_on_val_then_scores_test_once_into_the_card(tmp_path, sirst_root, capsys):
+    """training.ship in order: the run's best epoch, its metrics only up to that epoch, the threshold chosen on
+    val, the exported weights scored on test under both protocols with intervals, and those scores in the card."""
+    from conftest import make_subset
+    from training import ship
+
+    names = (sirst_root / "splits" / "trainval.txt").read_text().split()
+    data = make_subset(sirst_root, tmp_path / "data" / "sirst-v1",  # a mechanics check: any frames will do as "test"
+                       {"train": names[:8], "val": names[8:12], "test": names[12:15]})
+    r = run(train_cmd(tiny_config(tmp_path, data, epochs=2), "--max-steps", "4"))
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "runs" / "tiny"
+    best_epoch = torch.load(out / "best.pt", map_location="cpu", weights_only=False)["epoch"]
+    dst, work = tmp_path / "w" / "tiny.pt", tmp_path / "ship"
+    assert ship.main([str(out), "--model", "lrrnet", "--dst", str(dst), "--work", str(work), "--cross",
+                      "--bootstrap", "50"]) == 0
+    card = json.loads(dst.with_suffix(".json").read_text())
+    calibration = json.loads((work / "calibration.json").read_text())
+    assert calibration["split"] == "val" and card["threshold"] == calibration["chosen"]["threshold"]
+    assert card["epochs_trained"] == best_epoch and card["compute"]["epochs_logged"] == best_epoch
+    assert set(card["test_metrics"]) == {"paper", "native"}
+    for key, m in card["test_metrics"].items():
+        scored = json.loads((work / f"test_{key}.json").read_text())
+        assert m["split"] == "test" and m["protocol"] == key and m["n_images"] == 3 and m["ci95_resamples"] == 50
+        assert scored["weights"] == str(dst) and m["iou"] == scored["iou"]
+    printed = capsys.readouterr().out
+    assert "| sirst-v1 | paper |" in printed and "| sirst-v1 | native |" in printed
+
+    no_val = tiny_config(tmp_path / "noval", data, epochs=1, datasets=[{"root": str(data), "train_split": "train"}])
+    assert run(train_cmd(no_val, "--max-steps", "1")).returncode == 0
+    assert ship.main([str(tmp_path / "noval" / "runs" / "tiny"), "--model", "lrrnet", "--checkpoint", "last.pt",
+                      "--dst", str(tmp_path / "w2.pt"), "--work", str(tmp_path / "ship2")]) == 2
+    assert "trained without a val split" in capsys.readouterr().err

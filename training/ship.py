@@ -1,0 +1,129 @@
+"""Ship a training run's selected checkpoint: calibrate on val, export with its card, score test once, record it.
+
+    python -m training.ship ~/irstd-runs/irmamba_sirst-v1 --model irmamba
+        [--checkpoint best.pt] [--dst irstd_ros/weights/irmamba_sirst-v1.pt] [--work DIR]
+        [--cross nudt-sirst irstd-1k] [--bootstrap 2000] [--fa-max 2e-5] [--pd-min 0.93] [--knobs-from JSON]
+
+The order is the discipline MODELS.md asks for, in one command so it cannot be
+done out of order: (1) the run's selected checkpoint (``best.pt``: chosen on val
+by the training loop) is copied to a work directory with the run's metrics up to
+its epoch (the card's CPU hours are those epochs'); (2) ``training.calibrate``
+picks the operating threshold on the run's val split; (3) ``training.export_weights``
+writes the fp16 weights and card with that threshold; only then (4) ``irstd-eval``
+scores the exported weights on the test split, once per protocol (paper and native
+on the training dataset, paper on each ``--cross`` dataset), with bootstrap
+intervals; (5) the card is re-exported with those test metrics (the weights file
+is rewritten with the same tensors). Prints the README rows. Every step's output
+stays in the work directory (default ``~/irstd-runs/ship/<run>_e<epoch>``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from irstd_ros.cli import eval as eval_cli
+from irstd_ros.errors import IRSTDError
+
+from . import calibrate, checkpoint, export_weights
+from .calibrate import run_tool
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _dataset_root(root: str) -> Path:
+    """A config's dataset root (relative to the repository, as the configs write it) as a path."""
+    path = Path(root).expanduser()
+    return path if path.is_absolute() else (REPO / path).resolve()
+
+
+def prepare(run: Path, name: str, work: Path | None) -> tuple[Path, dict]:
+    """Copy the selected checkpoint and the metrics of its epochs into the work directory."""
+    src = run / name
+    state = checkpoint.load(src)
+    epoch = state["epoch"]
+    work = work or Path.home() / "irstd-runs" / "ship" / f"{run.name}_e{epoch}"
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, work / name)
+    log = run / "metrics.jsonl"
+    if log.is_file():
+        lines = [line for line in log.read_text().splitlines() if line.strip() and json.loads(line)["epoch"] <= epoch]
+        (work / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    return work / name, state
+
+
+def test_evals(model: str, weights: Path, home: Path, cross, bootstrap: int, work: Path) -> dict:
+    """{card key: eval JSON path}: the one test scoring of the exported weights."""
+    runs = [("paper", home, "paper"), ("native", home, "native")]
+    runs += [(f"{name}_paper", home.parent / name, "paper") for name in cross]
+    out = {}
+    for key, data, protocol in runs:
+        path = work / f"test_{key}.json"
+        args = ["--model", model, "--weights", str(weights), "--data", str(data), "--split", "test",
+                "--protocol", protocol, "--bootstrap", str(bootstrap), "--json", str(path)]
+        if eval_cli.main(args) != 0:
+            raise IRSTDError(f"irstd-eval {' '.join(args)} failed")
+        out[key] = path
+    return out
+
+
+def readme_rows(card: dict) -> str:
+    rows = []
+    for key, m in card["test_metrics"].items():
+        proto = "paper" if key.endswith("paper") else "native"
+        rows.append(f"| {m['dataset']} | {proto} | {m.get('threshold', card['threshold']):.2f} | {m['iou']:.4f} | {m['niou']:.4f} | "
+                    f"{m['pd']:.4f} | {m['fa']:.2e} | {m.get('auc', float('nan')):.4f} |")
+    return "\n".join(rows)
+
+
+def _main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", help="the training run's directory (best.pt, metrics.jsonl)")
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--checkpoint", default="best.pt", help="which of the run's checkpoints ships")
+    ap.add_argument("--dst", help="default: irstd_ros/weights/<run name>.pt")
+    ap.add_argument("--work", type=Path, help="default: ~/irstd-runs/ship/<run>_e<epoch>")
+    ap.add_argument("--cross", nargs="*", default=["nudt-sirst", "irstd-1k"],
+                    help="datasets beside the training one scored cross-dataset (paper protocol)")
+    ap.add_argument("--bootstrap", type=int, default=2000)
+    ap.add_argument("--fa-max", type=float, default=2e-5)
+    ap.add_argument("--pd-min", type=float, default=0.93)
+    ap.add_argument("--knobs-from", help="training.choose_sampling JSON (IRSTD-Diff's serving defaults)")
+    args = ap.parse_args(argv)
+    run = Path(args.run).expanduser()
+    if not (run / args.checkpoint).is_file():
+        raise IRSTDError(f"no {args.checkpoint} in {run}")
+    ckpt, state = prepare(run, args.checkpoint, args.work)
+    work = ckpt.parent
+    data = next((d for d in state["config"]["datasets"] if d.get("val_split")), None)
+    if data is None:
+        raise IRSTDError(f"{run.name} trained without a val split: nothing to calibrate on (use export_weights "
+                         "--threshold-from-card)")
+    home = _dataset_root(data["root"])
+    dst = Path(args.dst) if args.dst else REPO / "irstd_ros" / "weights" / f"{run.name}.pt"
+    print(f"shipping {run.name} epoch {state['epoch']} as {dst}; work in {work}", flush=True)
+
+    calibration = work / "calibration.json"
+    if calibrate.main([str(ckpt), "--model", args.model, "--data", str(home), "--split", data["val_split"],
+                       "--fa-max", str(args.fa_max), "--pd-min", str(args.pd_min), "--json", str(calibration)]) != 0:
+        raise IRSTDError("calibration failed")
+    export_args = [str(ckpt), str(dst), "--calibration", str(calibration)]
+    if args.knobs_from:
+        export_args += ["--knobs-from", args.knobs_from]
+    export_weights.main(export_args)
+    evals = test_evals(args.model, dst, home, args.cross, args.bootstrap, work)
+    export_weights.main(export_args + [a for key, path in evals.items() for a in ("--metrics", f"{key}={path}")])
+    card = json.loads(dst.with_suffix(".json").read_text())
+    print("\n| data (test split) | protocol | threshold | IoU | nIoU | Pd | Fa | AUC |\n| --- | --- | --- | --- | --- "
+          "| --- | --- | --- |\n" + readme_rows(card))
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_tool("ship", _main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
