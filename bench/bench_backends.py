@@ -14,7 +14,10 @@ Pairs that cannot run here (bf16 on onnxruntime, tensorrt without a GPU, int8 fo
 weights shipped without int8 ranges) are listed as skipped with the reason. ``--node WxH`` then runs the detector node with
 the fastest backend of the first model at that size and times publish -> detections
 over a real Fast DDS graph, one frame in flight. Run it on an otherwise idle
-machine; the machine is printed with the numbers.
+machine; the machine is printed with the numbers. This machine's speed itself
+drifts (shared physical cores: an fp32 matmul gives about 205 or 170 GFLOP/s
+depending on when it runs, and OpenVINO int8 33 or 57 ms), so every cell also
+records ``probe_gflops``: a 0.5 s numpy fp32 matmul measured just before it.
 """
 from __future__ import annotations
 
@@ -51,6 +54,16 @@ def frame(h: int, w: int) -> np.ndarray:
     return np.ascontiguousarray(np.tile(img, reps)[:h, :w])
 
 
+def speed_probe(seconds: float = 0.5, n: int = 768) -> float:
+    """GFLOP/s of a numpy fp32 n x n matmul over ``seconds``: which speed state the machine is in right now."""
+    m = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    t0, k = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        m @ m
+        k += 1
+    return 2 * n ** 3 * k / (time.perf_counter() - t0) / 1e9
+
+
 def time_detector(det: Detector, image: np.ndarray, runs: int, budget_s: float):
     det.probabilities(image)
     t0 = time.perf_counter()
@@ -78,6 +91,7 @@ def bench_cell(model, backend, precision, hw, runs, budget_s, gflops, cache_root
         restart = Detector(cfg)
         row["cache_load_s"] = round(sum(lk.seconds for _, lk in restart.compiled.compile(x)), 3)
         det = restart
+    row["probe_gflops"] = round(speed_probe(), 1)
     med, p90, n = time_detector(det, image, runs, budget_s)
     row.update({"median_ms": round(med, 2), "p90_ms": round(p90, 2), "fps": round(1e3 / med, 1), "runs": n,
                 "gflops": round(gflops, 2), "gflop_per_s": round(gflops / (med / 1e3), 1)})
@@ -154,7 +168,8 @@ def main() -> int:
                              if "compile_s" in row else "")
                     print(f"  {model:10s} {row['size']:>9s} {backend:>11s}-{row['precision']:4s} median "
                           f"{row['median_ms']:8.1f} ms  p90 {row['p90_ms']:8.1f} ms {row['fps']:6.1f} FPS  "
-                          f"{row['gflops']:6.1f} GFLOPs {row['gflop_per_s']:6.1f} GFLOP/s{extra}", flush=True)
+                          f"{row['gflops']:6.1f} GFLOPs {row['gflop_per_s']:6.1f} GFLOP/s  probe "
+                          f"{row['probe_gflops']:5.1f}{extra}", flush=True)
     for s in {(s["backend"], s["precision"], s["why"]) for s in skipped}:
         print(f"  skipped {s[0]}-{s[1]}: {s[2]}")
     if args.node != (0, 0) and rows:
