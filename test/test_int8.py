@@ -35,6 +35,31 @@ def test_the_shipped_ranges_belong_to_the_shipped_weights_and_passed_the_gate():
     assert gate["split"] == "val" and doc["calibration"]["split"] == "train" and gate["passed"]
     assert gate["int8"]["iou"] >= gate["torch_fp32"]["iou"] - 0.01 and gate["int8"]["pd"] >= gate["torch_fp32"]["pd"]
     assert gate["threshold"] == card_threshold("lrrnet")
+    card = json.loads(LRRNET.with_suffix(".json").read_text())  # the card carries the summary, not the ranges
+    assert card["int8"]["gate"] == gate and card["int8"]["test_metrics"] == doc["test"]
+    assert doc["test"]["paper"]["precision"] == "int8" and doc["test"]["paper"]["split"] == "test"
+
+
+def test_record_test_takes_only_an_int8_test_eval_of_the_same_model(tmp_path, capsys):
+    from training import quantize
+    weights = tmp_path / LRRNET.name
+    for src in (LRRNET, LRRNET.with_suffix(".json"), ranges_path(LRRNET)):
+        shutil.copy2(src, tmp_path / src.name)
+    fp32 = tmp_path / "fp32.json"
+    fp32.write_text(json.dumps({"model": "lrrnet", "precision": "fp32", "split": "test", "iou": 0.7}))
+    assert quantize.main([str(weights), "--record-test", f"paper={fp32}"]) == 2
+    assert "not lrrnet int8" in capsys.readouterr().err
+    val = tmp_path / "val.json"
+    val.write_text(json.dumps({"model": "lrrnet", "precision": "int8", "split": "val", "iou": 0.7}))
+    assert quantize.main([str(weights), "--record-test", f"paper={val}"]) == 2
+    assert "record test results only" in capsys.readouterr().err
+    ok = tmp_path / "int8.json"
+    ok.write_text(json.dumps({"model": "lrrnet", "precision": "int8", "split": "test", "iou": 0.5, "latency": 1}))
+    assert quantize.main([str(weights), "--record-test", f"native={ok}"]) == 0
+    doc = read_ranges(weights)
+    assert doc["test"]["native"] == {"precision": "int8", "split": "test", "iou": 0.5}
+    assert json.loads(weights.with_suffix(".json").read_text())["int8"]["test_metrics"]["native"]["iou"] == 0.5
+    assert ranges_path(LRRNET).read_text() != ranges_path(weights).read_text()  # the shipped file untouched
 
 
 def test_int8_is_refused_with_the_reason_where_it_cannot_run(tmp_path):

@@ -13,7 +13,9 @@ val IoU at the card's threshold is within 0.01 of torch fp32's and its Pd is no
 lower. Only then is ``<weights>.int8.json`` written (ranges, calibration, gate);
 on a fail nothing is written and the exit status is 1. ``--record-test`` adds an
 ``irstd-eval`` test result of the int8 model to that file, as export_weights
-does for the card. Test frames are never read here.
+does for the card. Either way the weights' card gets an ``int8`` summary (the
+file, the gate, the test results) so the card alone says what int8 costs.
+Test frames are never read here.
 """
 from __future__ import annotations
 
@@ -55,6 +57,17 @@ def calibration_frames(data: str, stride: int, count: int):
 def score(det: Detector, val: IRSTDDataset, threshold: float) -> dict:
     row = sweep(det, val, (threshold,))[0]
     return {k: row[k] for k in ("iou", "niou", "pd", "fa")}
+
+
+def summarise_in_card(weights: Path, doc: dict) -> None:
+    """The card's ``int8`` entry: where the ranges are and what they measured (the ranges themselves stay out)."""
+    card_path = weights.with_suffix(".json")
+    if not card_path.is_file():
+        return
+    card = json.loads(card_path.read_text())
+    card["int8"] = {"ranges": ranges_path(weights).name, "scheme": doc["scheme"], "calibration": doc["calibration"],
+                    "gate": doc["gate"], "test_metrics": doc["test"]}
+    card_path.write_text(json.dumps(card, indent=2) + "\n")
 
 
 def quantize_and_gate(args) -> int:
@@ -102,6 +115,7 @@ def quantize_and_gate(args) -> int:
         print(f"not written: {ranges_path(weights)}")
         return 1
     ranges_path(weights).write_text(json.dumps(doc, indent=1) + "\n")
+    summarise_in_card(weights, doc)
     print(f"wrote {ranges_path(weights)}")
     return 0
 
@@ -117,6 +131,7 @@ def record_test(args) -> int:
             raise IRSTDError(f"{path} scores split {res.get('split')!r}; record test results only")
         doc["test"][name] = {k: res[k] for k in TEST_KEYS if k in res}
     ranges_path(args.weights).write_text(json.dumps(doc, indent=1) + "\n")
+    summarise_in_card(Path(args.weights), doc)
     print(f"recorded {', '.join(doc['test'])} in {ranges_path(args.weights)}")
     return 0
 
