@@ -27,6 +27,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from irstd_ros.backends.cache import weights_digest
 from irstd_ros.backends.int8 import FORMAT, OP_TYPES, calibrate, ranges_path, read_ranges
@@ -80,7 +81,6 @@ def quantize_and_gate(args) -> int:
     names, frames = calibration_frames(args.data, fp32.stride, args.frames)
     with tempfile.TemporaryDirectory(prefix="irstd-quantize-") as tmp:
         tmp = Path(tmp)
-        import torch
         onnx_path = export_onnx(fp32.model.float(), (torch.from_numpy(frames[0][0]),), tmp / "fp32.onnx")
         ranges = calibrate(onnx_path, iter(frames))
         print(f"calibrated {len(ranges)} tensors on {len(frames)} train frames")

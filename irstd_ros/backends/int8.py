@@ -6,7 +6,7 @@ everything else stays float. ONNX Runtime runs the QDQ graph as it is; OpenVINO
 runs its int8 kernels on it with the float rest at fp32 (a bf16 rest failed the
 accuracy gate: ``bench/bench_int8.py``).
 
-The ranges are measured on trainval frames by ``python -m training.quantize``,
+The ranges are measured on SIRST-v1 ``train`` frames (trainval less val) by ``python -m training.quantize``,
 which ships them beside the weights as ``<weights>.int8.json`` only if the
 quantised model passes the val gate. They are keyed by ONNX tensor name, and an
 export at another frame size has the same tensor names, so one file serves every
@@ -150,3 +150,12 @@ def export_int8(module, inputs: Sequence, out: str | Path, ranges: Dict[str, Lis
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(module, inputs, Path(tmp) / "fp32.onnx")
         return quantize(fp32, out, ranges)
+
+
+def export_for(precision: str, module, inputs: Sequence, out: str | Path, int8_ranges: Optional[Dict] = None) -> Path:
+    """The ONNX file a CPU engine builds from: fp32 for every precision but int8, which is quantised with
+    ``int8_ranges`` (bf16 is an engine hint, not a different graph)."""
+    if precision == "int8":
+        return export_int8(module, inputs, out, int8_ranges)
+    from ..ops.deploy import export_onnx
+    return export_onnx(module, inputs, out)

@@ -25,13 +25,9 @@ def version() -> str:
 
 def build(module, inputs: Sequence, entry: Path, precision: str, device: str = "cpu",
           int8_ranges: Optional[dict] = None) -> List[str]:
-    from ..ops.deploy import export_onnx
-    from .int8 import export_int8
+    from .int8 import export_for
 
-    if precision == "int8":
-        export_int8(module, inputs, entry / "model.onnx", int8_ranges)
-    else:
-        export_onnx(module, inputs, entry / "model.onnx")
+    export_for(precision, module, inputs, entry / "model.onnx", int8_ranges)
     return ["model.onnx"]
 
 

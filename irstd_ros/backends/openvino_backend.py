@@ -35,12 +35,10 @@ def build(module, inputs: Sequence, entry: Path, precision: str, device: str = "
     the part's ``int8_ranges``."""
     import openvino as ov
 
-    from ..ops.deploy import export_onnx
-    from .int8 import export_int8
+    from .int8 import export_for
 
     with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = (export_int8(module, inputs, Path(tmp) / "model.onnx", int8_ranges) if precision == "int8"
-                     else export_onnx(module, inputs, Path(tmp) / "model.onnx"))
+        onnx_path = export_for(precision, module, inputs, Path(tmp) / "model.onnx", int8_ranges)
         ir = ov.convert_model(str(onnx_path))
     ov.save_model(ir, str(entry / "model.xml"), compress_to_fp16=False)
     return ["model.xml", "model.bin"]
