@@ -59,8 +59,8 @@ def restore(probs: np.ndarray, geom: Geometry) -> np.ndarray:
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     """Probabilities from a compiling backend's logits, in numpy: one torch op between two engine calls wakes
-    torch's OpenMP workers, which then spin beside the engine's threads (3.8 ms of a 35 ms LRRNet int8 frame
-    on two cores, ``bench/bench_backends.py``)."""
+    torch's OpenMP workers, which then spin beside the engine's threads (8 ms on a 31 ms LRRNet int8 frame
+    on two cores: ``bench/profile_engine_overhead.py``)."""
     with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x < -88: the probability is 0, as it should be
         return (1 / (1 + np.exp(-logits))).astype(np.float32, copy=False)
 
