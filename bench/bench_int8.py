@@ -32,7 +32,7 @@ from irstd_ros.checkpoints import load_model, operating_threshold  # noqa: E402
 from irstd_ros.datasets import IRSTDDataset  # noqa: E402
 from irstd_ros.machine import machine_description  # noqa: E402
 from irstd_ros.metrics import MetricAccumulator  # noqa: E402
-from irstd_ros.ops.deploy import _quiet_exporter, export_onnx  # noqa: E402
+from irstd_ros.ops.deploy import quiet_exporter, export_onnx  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sirst-v1"
 
@@ -62,7 +62,7 @@ def onnxruntime_int8(fp32: Path, tmp: Path, calib: list) -> dict:
                                                   ("qdq entropy, ends float", CalibrationMethod.Entropy,
                                                    [convs[0], convs[-1]]))):
         t0 = time.perf_counter()
-        with _quiet_exporter():
+        with quiet_exporter():
             quantize_static(str(fp32), str(tmp / f"int8-{k}.onnx"), Frames(), quant_format=QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=method, op_types_to_quantize=["Conv", "MatMul"], nodes_to_exclude=exclude)

@@ -87,12 +87,12 @@ def _quantize_with(fp32_onnx: Path, out: Path, cache_json: Optional[Path], reade
 
     from onnxruntime.quantization import quantize_static
 
-    from ..ops.deploy import _quiet_exporter
+    from ..ops.deploy import quiet_exporter
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # ORT's quantiser logs a pre-processing hint on the root logger at every call
     try:
-        with _quiet_exporter():
+        with quiet_exporter():
             quantize_static(str(fp32_onnx), str(out), reader, calibration_cache_path=cache_json, **_settings())
     finally:
         root.setLevel(level)

@@ -50,7 +50,7 @@ def uses_irstd_ops(program: torch.export.ExportedProgram) -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_exporter():
+def quiet_exporter():
     """The ONNX exporter logs every pass (hundreds of INFO lines, torchvision notes): keep them out of a node's
     log; its errors still raise."""
     names = ("torch.onnx", "torch.export", "onnx_ir", "onnxscript", "torch._export")
@@ -70,7 +70,7 @@ def export_onnx(module: torch.nn.Module, args: Sequence[torch.Tensor], path: str
                 opset: int = 18) -> Path:
     """torch.export -> decompose -> ONNX file at ``path`` (static shapes)."""
     path = Path(path)
-    with _quiet_exporter(), reductions_for_export():
+    with quiet_exporter(), reductions_for_export():
         program = decompose(torch.export.export(module.eval(), tuple(args)))
         onnx_program = torch.onnx.export(program, tuple(args), dynamo=True, opset_version=opset, verbose=False)
         onnx_program.save(str(path))
