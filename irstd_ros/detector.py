@@ -57,8 +57,11 @@ def config_problem(cfg: DetectorConfig) -> Optional[str]:
         backends = model_cfg(cfg.model).backends
     except KeyError as exc:
         return str(exc.args[0])
-    return (pair_problem(cfg.backend, cfg.device, cfg.precision, cfg.model, backends)
-            or unavailable(cfg.backend, cfg.device) or (cfg.precision == "int8" and _int8_problem(cfg)) or None)
+    problem = (pair_problem(cfg.backend, cfg.device, cfg.precision, cfg.model, backends)
+               or unavailable(cfg.backend, cfg.device))
+    if problem is None and cfg.precision == "int8":
+        problem = _int8_problem(cfg)
+    return problem
 
 
 def _int8_problem(cfg: DetectorConfig) -> Optional[str]:

@@ -22,6 +22,7 @@ from irstd_ros.pipeline import postprocess
 
 from conftest import clean_test_frame  # noqa: I100
 from ros_harness import image_from_array, running_detector, stamp_key  # noqa: I100
+from test_backends import _mask_iou  # noqa: I100
 
 LRRNET = default_weights("lrrnet")
 ENGINES = [pytest.param(b, marks=pytest.mark.skipif(unavailable(b) is not None, reason=f"{b} is not installed"))
@@ -93,8 +94,7 @@ def test_int8_at_a_new_frame_size_is_quantised_and_finds_the_targets_fp32_finds(
     det = Detector(DetectorConfig(backend=backend, precision="int8", cache_dir=str(tmp_path)))
     probs = det.probabilities(img8.astype(np.float32) / np.float32(255))
     fp32 = Detector(DetectorConfig(precision="fp32")).probabilities(img8.astype(np.float32) / np.float32(255))
-    a, b = probs > card, fp32 > card
-    assert np.logical_and(a, b).sum() / np.logical_or(a, b).sum() >= 0.8
+    assert _mask_iou(probs > card, fp32 > card) >= 0.8
     dets = postprocess(probs, card)[1]
     (cx, cy), = components(gt)[2]
     assert len(dets) == 1 and dets[0].x <= cx <= dets[0].x + dets[0].width and dets[0].y <= cy <= dets[0].y + dets[0].height

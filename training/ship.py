@@ -73,7 +73,8 @@ def readme_rows(card: dict) -> str:
     rows = []
     for key, m in card["test_metrics"].items():
         proto = "paper" if key.endswith("paper") else "native"
-        rows.append(f"| {m['dataset']} | {proto} | {m.get('threshold', card['threshold']):.2f} | {m['iou']:.4f} | {m['niou']:.4f} | "
+        threshold = m.get("threshold", card["threshold"])
+        rows.append(f"| {m['dataset']} | {proto} | {threshold:.2f} | {m['iou']:.4f} | {m['niou']:.4f} | "
                     f"{m['pd']:.4f} | {m['fa']:.2e} | {m.get('auc', float('nan')):.4f} |")
     return "\n".join(rows)
 

@@ -144,18 +144,12 @@ def quantize(fp32_onnx: str | Path, out: str | Path, ranges: Dict[str, List[floa
         return _quantize_with(Path(fp32_onnx), Path(out), cache)
 
 
-def export_int8(module, inputs: Sequence, out: str | Path, ranges: Dict[str, List[float]]) -> Path:
-    """Export ``module`` at these inputs' shapes in fp32 and quantise it with ``ranges``: the int8 ONNX file."""
+def export_for(precision: str, module, inputs: Sequence, out: str | Path, int8_ranges: Optional[Dict] = None) -> Path:
+    """The ONNX file a CPU engine builds from, at these inputs' shapes: fp32 for every precision but int8, whose
+    fp32 export is then quantised with ``int8_ranges`` (bf16 is an engine hint, not a different graph)."""
     from ..ops.deploy import export_onnx
+    if precision != "int8":
+        return export_onnx(module, inputs, out)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(module, inputs, Path(tmp) / "fp32.onnx")
-        return quantize(fp32, out, ranges)
-
-
-def export_for(precision: str, module, inputs: Sequence, out: str | Path, int8_ranges: Optional[Dict] = None) -> Path:
-    """The ONNX file a CPU engine builds from: fp32 for every precision but int8, which is quantised with
-    ``int8_ranges`` (bf16 is an engine hint, not a different graph)."""
-    if precision == "int8":
-        return export_int8(module, inputs, out, int8_ranges)
-    from ..ops.deploy import export_onnx
-    return export_onnx(module, inputs, out)
+        return quantize(fp32, out, int8_ranges)
