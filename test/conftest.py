@@ -76,27 +76,28 @@ def tiny_checkpoint(path: Path, name: str, prepare=None, **args) -> Path:
     return path
 
 
-def clean_test_frame(sirst_root: Path, model: str = "lrrnet", threshold: float = 0.5, tries=None):
-    """``(img8, gt mask, detections)`` of the first SIRST-v1 test frame with one target that ``model``'s shipped
-    weights find alone (one detection, its box on the target's centroid) offline through the pure pipeline;
-    ``tries``: how many test frames to look at (all when None)."""
+def clean_sample_frame(model: str = "lrrnet", threshold: float = 0.5):
+    """``(img8, gt mask, detections)`` of the first bundled sample frame (SIRST-v1 test frames shipped in the
+    package, ``irstd_ros/sample``) with one target that ``model``'s shipped weights find alone (one detection,
+    its box on the target's centroid) offline through the pure pipeline."""
     import numpy as np
 
+    from irstd_ros.cli.demo import SAMPLE
     from irstd_ros.datasets import read_image, read_mask
     from irstd_ros.detector import Detector, DetectorConfig
     from irstd_ros.metrics import components
     from irstd_ros.pipeline import postprocess
     det = Detector(DetectorConfig(model=model))
-    for name in (sirst_root / "splits" / "test.txt").read_text().split()[:tries]:
-        img8 = (read_image(sirst_root / "images" / f"{name}.png") * 255).round().astype(np.uint8)
-        gt = read_mask(sirst_root / "masks" / f"{name}.png")
+    for name in (SAMPLE / "splits" / "demo.txt").read_text().split():
+        img8 = (read_image(SAMPLE / "images" / f"{name}.png") * 255).round().astype(np.uint8)
+        gt = read_mask(SAMPLE / "masks" / f"{name}.png")
         _, dets = postprocess(det.probabilities(img8.astype(np.float32) / np.float32(255)), threshold)
         _, _, cents = components(gt)
         if len(dets) == len(cents) == 1:
             (cx, cy), d = cents[0], dets[0]
             if d.x <= cx <= d.x + d.width and d.y <= cy <= d.y + d.height:
                 return img8, gt, dets
-    pytest.fail(f"the shipped {model} finds no single-target test frame cleanly (looked at {tries or 'all'})")
+    pytest.fail(f"the shipped {model} finds none of the bundled sample frames cleanly at threshold {threshold}")
 
 
 def visible_noise(net) -> None:

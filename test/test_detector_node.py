@@ -12,16 +12,16 @@ from irstd_ros.metrics import components
 from irstd_ros.models import list_models
 from irstd_ros.pipeline import postprocess
 
-from conftest import clean_test_frame, tiny_checkpoint, visible_noise  # noqa: I100
+from conftest import clean_sample_frame, tiny_checkpoint, visible_noise  # noqa: I100
 from ros_harness import Harness, image_from_array, running_detector, start_detector, stamp_key, wait_log  # noqa: I100,E501
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def frame(sirst_root):
-    """A real SIRST-v1 test frame whose target the shipped model finds offline (with no false alarm)."""
-    img8, gt, _ = clean_test_frame(sirst_root)
+def frame():
+    """A bundled sample frame (SIRST-v1 test) whose target the shipped model finds offline (with no false alarm)."""
+    img8, gt, _ = clean_sample_frame()
     return img8, gt
 
 

@@ -20,7 +20,7 @@ from irstd_ros.metrics import components
 from irstd_ros.ops.deploy import export_onnx
 from irstd_ros.pipeline import postprocess
 
-from conftest import clean_test_frame  # noqa: I100
+from conftest import clean_sample_frame  # noqa: I100
 from ros_harness import image_from_array, running_detector, stamp_key  # noqa: I100
 from test_backends import _mask_iou  # noqa: I100
 
@@ -88,9 +88,9 @@ def test_ranges_that_miss_a_tensor_of_the_graph_are_refused(tmp_path):
 
 
 @pytest.mark.parametrize("backend", ENGINES)
-def test_int8_at_a_new_frame_size_is_quantised_and_finds_the_targets_fp32_finds(backend, sirst_root, tmp_path):
+def test_int8_at_a_new_frame_size_is_quantised_and_finds_the_targets_fp32_finds(backend, tmp_path):
     card = card_threshold("lrrnet")
-    img8, gt, want = clean_test_frame(sirst_root, "lrrnet", card, tries=80)  # native size, not the 256 calibrated at
+    img8, gt, want = clean_sample_frame("lrrnet", card)  # native size, not the 256 calibrated at
     det = Detector(DetectorConfig(backend=backend, precision="int8", cache_dir=str(tmp_path)))
     probs = det.probabilities(img8.astype(np.float32) / np.float32(255))
     fp32 = Detector(DetectorConfig(precision="fp32")).probabilities(img8.astype(np.float32) / np.float32(255))
@@ -110,9 +110,9 @@ def test_int8_at_a_new_frame_size_is_quantised_and_finds_the_targets_fp32_finds(
 
 
 @pytest.mark.skipif(unavailable("openvino") is not None, reason="openvino is not installed")
-def test_the_node_serves_int8_on_a_real_graph_and_refuses_a_model_without_ranges(sirst_root, tmp_path):
+def test_the_node_serves_int8_on_a_real_graph_and_refuses_a_model_without_ranges(tmp_path):
     card = card_threshold("lrrnet")
-    img8, gt, _ = clean_test_frame(sirst_root, "lrrnet", card, tries=80)
+    img8, gt, _ = clean_sample_frame("lrrnet", card)
     (cx, cy), = components(gt)[2]
     with running_detector("-p", "backend:=openvino", "-p", "precision:=int8", "-p", f"cache_dir:={tmp_path}",
                           log=tmp_path / "detector.log") as (h, proc):

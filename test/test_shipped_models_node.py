@@ -14,7 +14,7 @@ from irstd_ros.checkpoints import card_threshold, ships_weights
 from irstd_ros.metrics import components
 from irstd_ros.models import list_models
 
-from conftest import clean_test_frame  # noqa: I100
+from conftest import clean_sample_frame  # noqa: I100
 from ros_harness import image_from_array, running_detector, stamp_key  # noqa: I100
 
 
@@ -23,9 +23,9 @@ MODELS = [pytest.param(n, marks=() if ships_weights(n) else pytest.mark.skip(rea
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_the_shipped_model_serves_at_its_card_threshold_with_boxes_on_the_target(name, sirst_root, tmp_path):
+def test_the_shipped_model_serves_at_its_card_threshold_with_boxes_on_the_target(name, tmp_path):
     card = card_threshold(name)
-    img8, gt, want = clean_test_frame(sirst_root, name, card, tries=80)
+    img8, gt, want = clean_sample_frame(name, card)
     (cx, cy), = components(gt)[2]
     with running_detector("-p", f"model:={name}", log=tmp_path / "detector.log") as (h, _):
         assert h.param("threshold") == pytest.approx(card)  # nobody set one: the card's
