@@ -117,21 +117,38 @@ def two_lrrnets(tmp_path_factory):
     return a, b
 
 
-@pytest.mark.skipif("onnxruntime" not in CPU_ENGINES, reason="onnxruntime is not installed")
-def test_second_load_hits_the_cache_and_a_corrupt_entry_is_rebuilt(two_lrrnets, tmp_path):
+@pytest.fixture(scope="module")
+def built_a(two_lrrnets, tmp_path_factory):
+    """A cache holding weights A's ONNX Runtime engine for :func:`_frame`, built once (an export costs ~10 s);
+    each test copies it and returns (cache, probabilities)."""
     a, _ = two_lrrnets
-    image = _frame()
-    first = _detector(a, tmp_path)
-    want = first.probabilities(image)
+    cache = tmp_path_factory.mktemp("built_a")
+    first = _detector(a, cache)
+    want = first.probabilities(_frame())
     (_, _, built), = first.compiled.lookups
     assert built.status == "built"
+    return cache, want
+
+
+def _copy_of(built, tmp_path) -> Path:
+    shutil.copytree(built[0], tmp_path, dirs_exist_ok=True)
+    return tmp_path
+
+
+@pytest.mark.skipif("onnxruntime" not in CPU_ENGINES, reason="onnxruntime is not installed")
+def test_second_load_hits_the_cache_and_a_corrupt_entry_is_rebuilt(two_lrrnets, built_a, tmp_path):
+    a, _ = two_lrrnets
+    image = _frame()
+    _copy_of(built_a, tmp_path)
+    (built,) = EngineCache(tmp_path).entries()
+    want = built_a[1]
 
     again = _detector(a, tmp_path)
     np.testing.assert_array_equal(again.probabilities(image), want)
     (_, _, hit), = again.compiled.lookups
-    assert hit.status == "hit" and hit.path == built.path
+    assert hit.status == "hit" and hit.path == built
 
-    onnx = built.path / "model.onnx"
+    onnx = built / "model.onnx"
     onnx.write_bytes(onnx.read_bytes()[: onnx.stat().st_size // 2])       # a truncated write
     lines = []
     third = Detector(DetectorConfig(model="lrrnet", weights=str(a), backend="onnxruntime", precision="fp32",
@@ -140,23 +157,23 @@ def test_second_load_hits_the_cache_and_a_corrupt_entry_is_rebuilt(two_lrrnets, 
     (_, _, rebuilt), = third.compiled.lookups
     assert rebuilt.status == "rebuilt" and "model.onnx" in rebuilt.reason
     assert len(lines) == 1 and lines[0][1] and "rebuilt" in lines[0][0], lines  # one warning line says why
-    assert EngineCache(tmp_path).check() == [(built.path, None)]
+    assert EngineCache(tmp_path).check() == [(built, None)]
 
 
 @pytest.mark.skipif("onnxruntime" not in CPU_ENGINES, reason="onnxruntime is not installed")
-def test_an_entry_from_other_weights_is_detected_and_never_served(two_lrrnets, tmp_path):
+def test_an_entry_from_other_weights_is_detected_and_never_served(two_lrrnets, built_a, tmp_path):
     """Copy weights A's engine to where weights B's belongs (a cache copied between vehicles, a renamed
     directory): B's detector sees the key mismatch, rebuilds, and answers with B's numbers."""
     a, b = two_lrrnets
     image = _frame()
-    det_a = _detector(a, tmp_path)
-    probs_a = det_a.probabilities(image)
-    (_, _, entry_a), = det_a.compiled.lookups
+    _copy_of(built_a, tmp_path)
+    (entry_a,) = EngineCache(tmp_path).entries()
+    probs_a = built_a[1]
     det_b = _detector(b, tmp_path)
     x, _ = preprocess(image, det_b.stride)
     key_b = det_b.compiled.key("model", (x,))
-    assert key_b.digest != entry_a.path.name, "other weights must be another key"
-    shutil.copytree(entry_a.path, EngineCache(tmp_path).entry(key_b))
+    assert key_b.digest != entry_a.name, "other weights must be another key"
+    shutil.copytree(entry_a, EngineCache(tmp_path).entry(key_b))
     probs_b = det_b.probabilities(image)
     (_, _, lk), = det_b.compiled.lookups
     assert lk.status == "rebuilt" and "weights_sha256" in lk.reason, lk

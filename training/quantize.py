@@ -81,7 +81,9 @@ def quantize_and_gate(args) -> int:
     names, frames = calibration_frames(args.data, fp32.stride, args.frames)
     with tempfile.TemporaryDirectory(prefix="irstd-quantize-") as tmp:
         tmp = Path(tmp)
-        onnx_path = export_onnx(fp32.model.float(), (torch.from_numpy(frames[0][0]),), tmp / "fp32.onnx")
+        # optimized, as the node's int8 engines export it: the ranges name that graph's tensors
+        onnx_path = export_onnx(fp32.model.float(), (torch.from_numpy(frames[0][0]),), tmp / "fp32.onnx",
+                                optimize=True)
         ranges = calibrate(onnx_path, iter(frames))
         print(f"calibrated {len(ranges)} tensors on {len(frames)} train frames")
         doc = {"format": FORMAT, "model": args.model, "weights": weights.name,

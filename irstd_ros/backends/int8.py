@@ -151,5 +151,5 @@ def export_for(precision: str, module, inputs: Sequence, out: str | Path, int8_r
     if precision != "int8":
         return export_onnx(module, inputs, out)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(module, inputs, Path(tmp) / "fp32.onnx")
+        fp32 = export_onnx(module, inputs, Path(tmp) / "fp32.onnx", optimize=True)  # the graph the ranges name
         return quantize(fp32, out, int8_ranges)
