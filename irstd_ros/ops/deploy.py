@@ -71,9 +71,9 @@ def export_onnx(module: torch.nn.Module, args: Sequence[torch.Tensor], path: str
     """torch.export -> decompose -> ONNX file at ``path`` (static shapes).
 
     ``optimize`` runs onnxscript's graph optimizer: off by default because OpenVINO and ONNX Runtime fold and fuse
-    the graph themselves (LRRNet 256x256: the same latency either way, 41 ms OpenVINO bf16, 89-93 ms ONNX Runtime
-    fp32) and it costs about a third of an export (LRRNet: 13-14 s with it, 9-10 s without). int8 keeps it on:
-    its calibrated ranges name tensors of the optimized graph."""
+    the graph themselves (``bench/bench_export.py``, LRRNet 256x256: the same latency either way, 41-43 ms
+    OpenVINO bf16, 92-97 ms ONNX Runtime fp32) and it costs 2-4 s of a 14 s export. int8 keeps it on: its
+    calibrated ranges name tensors of the optimized graph."""
     path = Path(path)
     with quiet_exporter(), reductions_for_export():
         program = decompose(torch.export.export(module.eval(), tuple(args)))
