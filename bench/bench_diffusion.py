@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -24,23 +22,10 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_models import shipped_args, size_arg  # noqa: E402
+from timing import median_ms  # noqa: E402
 from irstd_ros.machine import machine_description  # noqa: E402
 from irstd_ros.models import create_model  # noqa: E402
 from irstd_ros.precision import autocast, cpu_has_fast_bf16  # noqa: E402
-
-
-def median_ms(fn, runs: int, budget_s: float = 30.0) -> float:
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    first = time.perf_counter() - t0
-    runs = max(3, min(runs, int(budget_s / max(first, 1e-6))))
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def gflops(fn) -> float:
@@ -67,8 +52,8 @@ def main() -> int:
             _, cond = net.condition(x)
             x_t = torch.randn(1, 1, h, w).to(cond.dtype)
             t = torch.tensor([net.diffusion.T // 2])
-            cond_ms = median_ms(lambda: net.condition(x), args.runs)
-            step_ms = median_ms(lambda: net.denoise(x_t, t, cond), args.runs)
+            cond_ms = median_ms(lambda: net.condition(x), args.runs, warmup=2, budget_s=30.0)
+            step_ms = median_ms(lambda: net.denoise(x_t, t, cond), args.runs, warmup=2, budget_s=30.0)
             cond_gf = gflops(lambda: net.condition(x))
             step_gf = gflops(lambda: net.denoise(x_t, t, cond))
             row = {"config": label, "params_m": round(params, 2), "condition_ms": round(cond_ms, 1),
@@ -84,7 +69,7 @@ def main() -> int:
                     print(f"  {mode} {sampler} {n}: skipped (about {expected_s:.0f} s a frame)")
                     continue
                 net.configure(mode=mode, sampler=sampler, sampling_steps=min(n, net.diffusion.T))
-                ms = median_ms(lambda: net(x), 3 if expected_s > 2 else args.runs, budget_s=60.0)
+                ms = median_ms(lambda: net(x), 3 if expected_s > 2 else args.runs, warmup=2, budget_s=60.0)
                 saving = 0.0 if mode == "ce" else (n - 1) * cond_ms
                 row["frames"].append({"mode": mode, "sampler": sampler, "steps": n, "frame_ms": round(ms, 1),
                                       "ce_cache_saving_ms": round(saving, 1)})

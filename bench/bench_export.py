@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -23,16 +22,8 @@ from irstd_ros.checkpoints import load_model
 from irstd_ros.machine import machine_description
 from irstd_ros.ops.deploy import export_onnx
 
-
-def median_ms(run, n: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(n):
-        t = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - t)
-    return 1e3 * statistics.median(times)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from timing import median_ms  # noqa: E402
 
 
 def measure(model: torch.nn.Module, x: torch.Tensor, optimize: bool, out: Path, want: np.ndarray) -> dict:

@@ -15,27 +15,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from timing import median_ms  # noqa: E402
 from irstd_ros.machine import machine_description  # noqa: E402
 from irstd_ros.ops import (cpu_extension, haar_dwt2d, haar_dwt2d_reference, haar_idwt2d,  # noqa: E402
                            selective_scan, selective_scan_blocked, selective_scan_reference)
-
-
-def median_ms(fn, runs: int, warmup: int = 2) -> float:
-    times = []
-    for i in range(warmup + runs):
-        t0 = time.perf_counter()
-        fn()
-        if i >= warmup:
-            times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
 
 
 def scan_inputs(length: int, dim: int = 64, n: int = 16, requires_grad: bool = False):

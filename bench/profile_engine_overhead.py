@@ -13,10 +13,8 @@ Each line carries bench_backends' matmul probe (this machine has a fast and a sl
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,20 +22,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_backends import frame, speed_probe  # noqa: E402
+from timing import median_ms  # noqa: E402
 from irstd_ros import image_codec  # noqa: E402
 from irstd_ros.detector import Detector, DetectorConfig  # noqa: E402
 from irstd_ros.machine import machine_description  # noqa: E402
 from irstd_ros.pipeline import postprocess, preprocess, restore  # noqa: E402
-
-
-def median_ms(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
 
 
 def main() -> int:
@@ -60,7 +49,7 @@ def main() -> int:
                       ("256x256 Detector.probabilities (numpy sigmoid)", lambda: det.probabilities(image)),
                       ("256x256 same pipeline with torch.sigmoid", torch_sigmoid_path)):
         probe = speed_probe()
-        print(f"  {label:48s} {median_ms(fn, args.runs):7.2f} ms  probe {probe:5.1f} GFLOP/s", flush=True)
+        print(f"  {label:48s} {median_ms(fn, args.runs, warmup=1):7.2f} ms  probe {probe:5.1f} GFLOP/s", flush=True)
     big = (frame(512, 640) * 255).round().astype(np.uint8)
     payload = big.tobytes()
     grey = image_codec.decode("mono8", 512, 640, 640, False, payload)
@@ -68,7 +57,7 @@ def main() -> int:
     for label, fn in (("640x512 decode mono8 payload", lambda: image_codec.decode("mono8", 512, 640, 640, False,
                                                                                  payload)),
                       ("640x512 postprocess (threshold, components)", lambda: postprocess(probs, 0.95))):
-        print(f"  {label:48s} {median_ms(fn, args.runs):7.2f} ms", flush=True)
+        print(f"  {label:48s} {median_ms(fn, args.runs, warmup=1):7.2f} ms", flush=True)
     return 0
 
 
