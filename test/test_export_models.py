@@ -4,7 +4,7 @@ The custom ops stay single nodes in the exported program (what TensorRT's plugin
 path consumes); decomposed to standard ops, the ONNX graph runs in ONNX Runtime
 and OpenVINO and matches eager: probabilities within 1e-3 (fp32) and binary masks
 with IoU >= 0.99. Each model runs its tiny test variant, so this stays fast; the
-shipped weights' parity is measured by ``irstd-eval --backend`` once it exists.
+shipped weights' parity is measured by ``bench/check_export_parity.py``.
 """
 from __future__ import annotations
 
