@@ -36,6 +36,9 @@ def load(entry: Path, precision: str, device: str = "cpu") -> Callable[[List[np.
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # errors only: its constant folder warns once per CastLike it cannot fold in the unoptimized exports (IRMamba:
+    # 18 lines a session), which says nothing to a user; a failed load still raises
+    options.log_severity_level = 3
     session = ort.InferenceSession(str(entry / "model.onnx"), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
 
