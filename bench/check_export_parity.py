@@ -35,7 +35,7 @@ def parity(model: str, backend: str, frames, size: int) -> dict:
     t0 = time.perf_counter()
     det = Detector(DetectorConfig(model=model, backend=backend, precision="fp32", input_size=size))
     worst, inter, union, same_count = 0.0, 0, 0, 0
-    for name, image in progress(frames, desc=f"{model}/{backend}"):
+    for image in progress(frames, desc=f"{model}/{backend}"):
         want, got = ref.probabilities(image), det.probabilities(image)
         worst = max(worst, float(np.abs(got - want).max()))
         a, b = want > threshold, got > threshold
@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     models = args.model or [m for m in list_models() if ships_weights(m)]
     backends = args.backend or ["openvino", "onnxruntime"]
     names = (SAMPLE / "splits" / "demo.txt").read_text().split()
-    frames = [(n, read_image(SAMPLE / "images" / f"{n}.png")) for n in names]
+    frames = [read_image(SAMPLE / "images" / f"{n}.png") for n in names]
     print(f"machine: {machine_description()}; {len(frames)} bundled sample frames at {args.size}x{args.size}")
     rows = []
     for model in models:

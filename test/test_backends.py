@@ -119,8 +119,8 @@ def two_lrrnets(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def built_a(two_lrrnets, tmp_path_factory):
-    """A cache holding weights A's ONNX Runtime engine for :func:`_frame`, built once (an export costs ~10 s);
-    each test copies it and returns (cache, probabilities)."""
+    """``(cache, probabilities)``: a cache holding weights A's ONNX Runtime engine for :func:`_frame`, built once
+    (an export costs ~10 s); each test works on its own copy (:func:`_copy_of`)."""
     a, _ = two_lrrnets
     cache = tmp_path_factory.mktemp("built_a")
     first = _detector(a, cache)
@@ -130,9 +130,8 @@ def built_a(two_lrrnets, tmp_path_factory):
     return cache, want
 
 
-def _copy_of(built, tmp_path) -> Path:
+def _copy_of(built, tmp_path) -> None:
     shutil.copytree(built[0], tmp_path, dirs_exist_ok=True)
-    return tmp_path
 
 
 @pytest.mark.skipif("onnxruntime" not in CPU_ENGINES, reason="onnxruntime is not installed")

@@ -30,14 +30,13 @@ import numpy as np
 import torch
 
 from irstd_ros.backends.cache import weights_digest
-from irstd_ros.backends.int8 import FORMAT, OP_TYPES, calibrate, ranges_path, read_ranges
+from irstd_ros.backends.int8 import FORMAT, OP_TYPES, calibrate, export_fp32_for_int8, ranges_path, read_ranges
 from irstd_ros.checkpoints import operating_threshold
 from irstd_ros.datasets import IRSTDDataset
 from irstd_ros.detector import Detector, DetectorConfig
 from irstd_ros.errors import IRSTDError
 from irstd_ros.machine import machine_description
 from irstd_ros.models import model_cfg
-from irstd_ros.ops.deploy import export_onnx
 from irstd_ros.pipeline import preprocess
 
 from .calibrate import run_tool, sweep
@@ -81,9 +80,7 @@ def quantize_and_gate(args) -> int:
     names, frames = calibration_frames(args.data, fp32.stride, args.frames)
     with tempfile.TemporaryDirectory(prefix="irstd-quantize-") as tmp:
         tmp = Path(tmp)
-        # optimized, as the node's int8 engines export it: the ranges name that graph's tensors
-        onnx_path = export_onnx(fp32.model.float(), (torch.from_numpy(frames[0][0]),), tmp / "fp32.onnx",
-                                optimize=True)
+        onnx_path = export_fp32_for_int8(fp32.model.float(), (torch.from_numpy(frames[0][0]),), tmp / "fp32.onnx")
         ranges = calibrate(onnx_path, iter(frames))
         print(f"calibrated {len(ranges)} tensors on {len(frames)} train frames")
         doc = {"format": FORMAT, "model": args.model, "weights": weights.name,

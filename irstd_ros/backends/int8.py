@@ -144,6 +144,13 @@ def quantize(fp32_onnx: str | Path, out: str | Path, ranges: Dict[str, List[floa
         return _quantize_with(Path(fp32_onnx), Path(out), cache)
 
 
+def export_fp32_for_int8(module, inputs: Sequence, out: str | Path) -> Path:
+    """The fp32 graph int8 works on, both when calibrating (``training/quantize.py``) and when quantising a new
+    frame size: exported with onnxscript's optimizer, because the calibrated ranges name that graph's tensors."""
+    from ..ops.deploy import export_onnx
+    return export_onnx(module, inputs, out, optimize=True)
+
+
 def export_for(precision: str, module, inputs: Sequence, out: str | Path, int8_ranges: Optional[Dict] = None) -> Path:
     """The ONNX file a CPU engine builds from, at these inputs' shapes: fp32 for every precision but int8, whose
     fp32 export is then quantised with ``int8_ranges`` (bf16 is an engine hint, not a different graph)."""
@@ -151,5 +158,4 @@ def export_for(precision: str, module, inputs: Sequence, out: str | Path, int8_r
     if precision != "int8":
         return export_onnx(module, inputs, out)
     with tempfile.TemporaryDirectory() as tmp:
-        fp32 = export_onnx(module, inputs, Path(tmp) / "fp32.onnx", optimize=True)  # the graph the ranges name
-        return quantize(fp32, out, int8_ranges)
+        return quantize(export_fp32_for_int8(module, inputs, Path(tmp) / "fp32.onnx"), out, int8_ranges)
