@@ -11,7 +11,7 @@ from launch_ros.actions import LifecycleNode
 from irstd_ros.launch_config import detector_node_config
 
 ARGS = {
-    "model": ("lrrnet", "network: a registered model with a config/<model>.yaml (lrrnet, irmamba, irsam, irstd_diff)"),
+    "model": ("lrrnet", "network: a registered model with a config/<model>.yaml (lrrnet, lrrnet_small, irmamba, irsam, irstd_diff)"),
     "namespace": ("irstd", "node namespace; topics are relative to it"),
     "image_topic": ("", "remap the input; empty keeps <namespace>/image"),
     "params_file": ("", "parameters YAML; empty uses config/<model>.yaml"),

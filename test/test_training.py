@@ -274,3 +274,21 @@ def test_ship_calibrates_on_val_then_scores_test_once_into_the_card(tmp_path, si
     assert ship.main([str(tmp_path / "noval" / "runs" / "tiny"), "--model", "lrrnet", "--checkpoint", "last.pt",
                       "--dst", str(tmp_path / "w2.pt"), "--work", str(tmp_path / "ship2")]) == 2
     assert "trained without a val split" in capsys.readouterr().err
+
+    # the two-stage path (LRRNet's): the train/val stage calibrates and exports without scoring test, the trainval
+    # fit keeps that card's threshold and is scored once
+    stage1 = tmp_path / "w" / "stage1.pt"
+    assert ship.main([str(out), "--model", "lrrnet", "--dst", str(stage1), "--work", str(tmp_path / "ship1"),
+                      "--no-test"]) == 0
+    stage1_card = json.loads(stage1.with_suffix(".json").read_text())
+    assert "test_metrics" not in stage1_card or not stage1_card["test_metrics"]
+    assert not list((tmp_path / "ship1").glob("test_*.json"))
+    final = tmp_path / "w" / "final.pt"
+    assert ship.main([str(tmp_path / "noval" / "runs" / "tiny"), "--model", "lrrnet", "--checkpoint", "last.pt",
+                      "--dst", str(final), "--work", str(tmp_path / "ship3"), "--cross", "--bootstrap", "20",
+                      "--threshold-from-card", str(stage1.with_suffix(".json"))]) == 0
+    final_card = json.loads(final.with_suffix(".json").read_text())
+    assert final_card["threshold"] == stage1_card["threshold"] and set(final_card["test_metrics"]) == {"paper", "native"}
+    assert ship.main([str(out), "--model", "lrrnet", "--dst", str(tmp_path / "w3.pt"), "--work", str(tmp_path / "s4"),
+                      "--threshold-from-card", str(stage1.with_suffix(".json"))]) == 2
+    assert "calibrate on it, not from a card" in capsys.readouterr().err

@@ -3,6 +3,8 @@
     python -m training.ship ~/irstd-runs/irmamba_sirst-v1 --model irmamba
         [--checkpoint best.pt] [--dst irstd_ros/weights/irmamba_sirst-v1.pt] [--work DIR]
         [--cross nudt-sirst irstd-1k] [--bootstrap 2000] [--fa-max 2e-5] [--pd-min 0.93] [--knobs-from JSON]
+    python -m training.ship ~/irstd-runs/lrrnet_small_sirst-v1_trainval --model lrrnet_small \
+        --checkpoint last.pt --threshold-from-card STAGE1_CARD.json
 
 The order is the discipline MODELS.md asks for, in one command so it cannot be
 done out of order: (1) the run's selected checkpoint (``best.pt``: chosen on val
@@ -15,6 +17,11 @@ on the training dataset, paper on each ``--cross`` dataset), with bootstrap
 intervals; (5) the card is re-exported with those test metrics (the weights file
 is rewritten with the same tensors). Prints the README rows. Every step's output
 stays in the work directory (default ``~/irstd-runs/ship/<run>_e<epoch>``).
+
+A final fit on all of trainval has no val split left: ``--threshold-from-card`` takes
+the threshold its train/val stage was calibrated to (that stage shipped with
+``--no-test``: calibrated and exported, test untouched) instead of step (2), and the
+run's last epoch ships, as decided before it trained.
 """
 from __future__ import annotations
 
@@ -92,28 +99,41 @@ def _main(argv=None) -> int:
     ap.add_argument("--fa-max", type=float, default=2e-5)
     ap.add_argument("--pd-min", type=float, default=0.93)
     ap.add_argument("--knobs-from", help="training.choose_sampling JSON (IRSTD-Diff's serving defaults)")
+    ap.add_argument("--threshold-from-card", help="for a run on all of trainval: the card of its train/val stage, "
+                    "whose val-chosen threshold it keeps (instead of calibrating)")
+    ap.add_argument("--no-test", action="store_true", help="calibrate and export only (a train/val stage that a "
+                    "trainval fit will follow): the test split stays unscored")
     args = ap.parse_args(argv)
     run = Path(args.run).expanduser()
     if not (run / args.checkpoint).is_file():
         raise IRSTDError(f"no {args.checkpoint} in {run}")
     ckpt, state = prepare(run, args.checkpoint, args.work)
     work = ckpt.parent
-    data = next((d for d in state["config"]["datasets"] if d.get("val_split")), None)
-    if data is None:
-        raise IRSTDError(f"{run.name} trained without a val split: nothing to calibrate on (use export_weights "
-                         "--threshold-from-card)")
-    home = _dataset_root(data["root"])
+    datasets = state["config"]["datasets"]
+    data = next((d for d in datasets if d.get("val_split")), None)
+    if data is None and not args.threshold_from_card:
+        raise IRSTDError(f"{run.name} trained without a val split: nothing to calibrate on (give "
+                         "--threshold-from-card, the card of its train/val stage)")
+    if data is not None and args.threshold_from_card:
+        raise IRSTDError(f"{run.name} has a val split ({data['val_split']}): calibrate on it, not from a card")
+    home = _dataset_root((data or datasets[0])["root"])
     dst = Path(args.dst) if args.dst else REPO / "irstd_ros" / "weights" / f"{run.name}.pt"
     print(f"shipping {run.name} epoch {state['epoch']} as {dst}; work in {work}", flush=True)
 
-    calibration = work / "calibration.json"
-    if calibrate.main([str(ckpt), "--model", args.model, "--data", str(home), "--split", data["val_split"],
-                       "--fa-max", str(args.fa_max), "--pd-min", str(args.pd_min), "--json", str(calibration)]) != 0:
-        raise IRSTDError("calibration failed")
-    export_args = [str(ckpt), str(dst), "--calibration", str(calibration)]
+    if args.threshold_from_card:
+        export_args = [str(ckpt), str(dst), "--threshold-from-card", args.threshold_from_card]
+    else:
+        calibration = work / "calibration.json"
+        if calibrate.main([str(ckpt), "--model", args.model, "--data", str(home), "--split", data["val_split"],
+                           "--fa-max", str(args.fa_max), "--pd-min", str(args.pd_min),
+                           "--json", str(calibration)]) != 0:
+            raise IRSTDError("calibration failed")
+        export_args = [str(ckpt), str(dst), "--calibration", str(calibration)]
     if args.knobs_from:
         export_args += ["--knobs-from", args.knobs_from]
     export_weights.main(export_args)
+    if args.no_test:
+        return 0
     evals = test_evals(args.model, dst, home, args.cross, args.bootstrap, work)
     export_weights.main(export_args + [a for key, path in evals.items() for a in ("--metrics", f"{key}={path}")])
     card = json.loads(dst.with_suffix(".json").read_text())

@@ -156,3 +156,17 @@ class LRRNet(nn.Module):
 def lrrnet(**cfg) -> LRRNet:
     """LRRNet as in the paper: channels [16, 32, 64, 128], 2 ResBlocks per encoder stage."""
     return LRRNet(**cfg)
+
+
+@register_model(ModelCfg(
+    stride=16, weights="lrrnet_small_sirst-v1.pt", loss="lrrnet",
+    tiny_args={"channels": (8, 8, 16, 16)},
+    description="LRRNet-small: LRRNet narrowed for 640x512 cameras at 10 FPS on two CPU cores "
+                "(16/16/32/64 wide, 1 ResBlock per encoder stage; 3.3x fewer FLOPs)"))
+def lrrnet_small(**cfg) -> LRRNet:
+    """LRRNet with the paper's full-resolution width (16) but narrower, shallower deep stages: 16/16/32/64,
+    one ResBlock per encoder stage (two per decoder stage). 21.9 GFLOPs at 640x512 against 72.5; the widths
+    were chosen by ``bench/bench_lrrnet_widths.py``: 78.6 ms under OpenVINO bf16 at 640x512 on two EPYC cores
+    (the paper's widths 204.6 ms); widths that are not multiples of 16 run at fewer GFLOP/s there (12/24/48/96 is
+    slower than 16/32/32/64 with fewer FLOPs), and a 16-wide full-resolution level keeps what 1-3 px targets need."""
+    return LRRNet(**{"channels": (16, 16, 32, 64), "depth": 1, **cfg})
