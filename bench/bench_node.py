@@ -1,6 +1,6 @@
 """Node overhead: end-to-end detector-node latency beside the bare pipeline's, in the same run.
 
-    .venv/bin/python bench/bench_node.py [--frames 60] [--size 640x512 --backend openvino --precision bf16]
+    .venv/bin/python bench/bench_node.py [--model lrrnet] [--frames 60] [--size 640x512 --backend openvino --precision bf16]
         [--rounds 3] [--json out.json]
 
 Bare: ``Detector.probabilities`` + ``postprocess`` on the decoded frame in this
@@ -54,6 +54,7 @@ def node_diagnostics(diags, ns: str):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="lrrnet", help="a registered model, with its shipped weights")
     ap.add_argument("--frames", type=int, default=60, help="frames per round, bare and node each")
     ap.add_argument("--size", type=size_arg, help="WxH: one sample frame tiled to this size (default: the ten "
                     "sample frames at their own sizes)")
@@ -71,9 +72,9 @@ def main() -> int:
         what = "the bundled sample (native sizes)"
     seq = [frames[i % len(frames)] for i in range(args.frames)]
     cache = tempfile.mkdtemp(prefix="irstd-bench-node-")
-    threshold = card_threshold("lrrnet")
+    threshold = card_threshold(args.model)
 
-    det = Detector(DetectorConfig(backend=args.backend, precision=args.precision, cache_dir=cache))
+    det = Detector(DetectorConfig(model=args.model, backend=args.backend, precision=args.precision, cache_dir=cache))
     for f in frames:  # compiles each size into the cache the node then loads from
         det.probabilities(f.astype(np.float32) / 255)
 
@@ -86,8 +87,8 @@ def main() -> int:
         return statistics.median(times) * 1e3
 
     ns = f"irstd_bench_{os.getpid()}"
-    node = start_detector(ns, extra=["-p", f"backend:={args.backend}", "-p", f"precision:={args.precision}",
-                                     "-p", f"cache_dir:={cache}"])
+    node = start_detector(ns, model=args.model, extra=["-p", f"backend:={args.backend}",
+                                                       "-p", f"precision:={args.precision}", "-p", f"cache_dir:={cache}"])
     client = StreamClient(namespace=ns)
     from diagnostic_msgs.msg import DiagnosticArray
     diags = []
@@ -114,11 +115,12 @@ def main() -> int:
         client.close()
         stop(node)
     print(f"machine: {machine_description()}")
-    print(f"{args.frames} frames a round of {what}, mono8, one in flight; {args.backend} {args.precision}")
+    print(f"{args.model}: {args.frames} frames a round of {what}, mono8, one in flight; {args.backend} "
+          f"{args.precision}")
     for k, r in enumerate(rounds):
         print(f"  round {k + 1}: probe {r['probe_gflops']:5.1f} GFLOP/s | bare pipeline {r['bare_ms']:7.1f} ms | "
               f"node end to end {r['node_ms']:7.1f} ms | node / bare {r['node_ms'] / r['bare_ms']:.3f}")
-    result = {"machine": machine_description(), "frames": what, "backend": args.backend,
+    result = {"machine": machine_description(), "model": args.model, "frames": what, "backend": args.backend,
               "precision": args.precision, "rounds": rounds}
     if inside:
         node_p50 = statistics.median(r["node_ms"] for r in rounds)

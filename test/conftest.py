@@ -62,6 +62,15 @@ def tiny_sirst(sirst_root, tmp_path_factory) -> Path:
                        {"train": names[:12], "val": names[12:16]})
 
 
+def architectures() -> list:
+    """One registered model per architecture (variants that only re-configure another model left out): what the
+    tests of the machinery around a network (training resume, eval, engines, hot swap) run over, to keep CI short.
+    Every registered model, variants too, still gets the model tests (test_models.py) and, once it ships weights,
+    the shipped-weights tests."""
+    from irstd_ros.models import list_models, model_cfg
+    return [n for n in list_models() if model_cfg(n).variant_of is None]
+
+
 def tiny_checkpoint(path: Path, name: str, prepare=None, **args) -> Path:
     """An untrained test-sized ``name`` (its registered tiny_args, updated by ``args``) saved as a checkpoint;
     ``prepare(model)`` may change it first."""

@@ -17,10 +17,10 @@ from irstd_ros.backends.cache import EngineCache
 from irstd_ros.datasets import read_image
 from irstd_ros.detector import Detector, DetectorConfig
 from irstd_ros.metrics import components
-from irstd_ros.models import list_models, model_cfg
+from irstd_ros.models import model_cfg
 from irstd_ros.pipeline import preprocess
 
-from conftest import tiny_checkpoint, visible_noise  # noqa: I100
+from conftest import architectures, tiny_checkpoint, visible_noise  # noqa: I100
 
 SAMPLE = Path(__file__).resolve().parents[1] / "irstd_ros" / "sample" / "sirst-v1" / "images"
 CPU_ENGINES = [b for b in ("openvino", "onnxruntime") if unavailable(b) is None]
@@ -43,12 +43,12 @@ def tiny_weights(tmp_path_factory):
     torch.manual_seed(0)
     d = tmp_path_factory.mktemp("weights")
     prepare = {"irstd_diff": visible_noise}
-    return {name: tiny_checkpoint(d / f"{name}.pt", name, prepare.get(name)) for name in list_models()}
+    return {name: tiny_checkpoint(d / f"{name}.pt", name, prepare.get(name)) for name in architectures()}
 
 
 # every model under OpenVINO (the bar); ONNX Runtime runs the same ONNX graphs (test_export_models checks
 # each model's graphs in both engines), so through the Detector it is checked on LRRNet only, to save time
-PARITY = [(name, "openvino") for name in list_models()] + [("lrrnet", "onnxruntime")]
+PARITY = [(name, "openvino") for name in architectures()] + [("lrrnet", "onnxruntime")]
 
 
 @pytest.mark.parametrize("name, backend", [p for p in PARITY if p[1] in CPU_ENGINES])

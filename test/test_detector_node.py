@@ -9,10 +9,9 @@ import pytest
 
 from irstd_ros.detector import Detector, DetectorConfig
 from irstd_ros.metrics import components
-from irstd_ros.models import list_models
 from irstd_ros.pipeline import postprocess
 
-from conftest import clean_sample_frame, tiny_checkpoint, visible_noise  # noqa: I100
+from conftest import architectures, clean_sample_frame, tiny_checkpoint, visible_noise  # noqa: I100
 from ros_harness import Harness, image_from_array, running_detector, start_detector, stamp_key, wait_log  # noqa: I100,E501
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
@@ -267,7 +266,7 @@ def _back_to_lrrnet(h) -> dict:
                               timeout=180)
 
 
-@pytest.mark.parametrize("name", [n for n in list_models() if n != "lrrnet"])
+@pytest.mark.parametrize("name", [n for n in architectures() if n != "lrrnet"])
 def test_hot_swap_to_each_model_and_back_and_a_corrupt_checkpoint_keeps_serving(graph, frame, tmp_path, name):
     """model:=<name> swaps in live (an untrained test-sized variant: this checks serving, not accuracy), a
     corrupt checkpoint of it fails in one line while it keeps answering, and LRRNet swaps back."""

@@ -139,8 +139,8 @@ def test_shipped_weights_have_a_model_card():
 
 
 def _registered():
-    from irstd_ros.models import list_models
-    return list_models()
+    from conftest import architectures
+    return architectures()
 
 
 @pytest.mark.parametrize("name", _registered())

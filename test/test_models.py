@@ -49,6 +49,21 @@ def test_input_size_is_checked_against_the_models_own_stride():
         registry._REGISTRY.pop("stride32")
 
 
+def test_a_variant_only_reconfigures_the_architecture_it_names():
+    """``variant_of`` lets the machinery tests run once per architecture; that is only sound if the variant builds
+    the same class as a registered model, with the same stride and loss."""
+    variants = [n for n in list_models() if model_cfg(n).variant_of]
+    assert "lrrnet_small" in variants
+    for name in variants:
+        base = model_cfg(name).variant_of
+        assert base in list_models() and model_cfg(base).variant_of is None
+        assert type(create_model(name)) is type(create_model(base))
+        assert (model_cfg(name).stride, model_cfg(name).loss) == (model_cfg(base).stride, model_cfg(base).loss)
+    small, paper = create_model("lrrnet_small"), create_model("lrrnet")
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(small) < count(paper) / 5  # 0.44 M against 2.52 M
+
+
 # ---- every registered model, with its tiny test variant ------------------------------------------------------------
 MODELS = list_models()
 

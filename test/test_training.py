@@ -47,8 +47,8 @@ def weights(path: Path, key: str = "model"):
 
 
 def _registered():
-    from irstd_ros.models import list_models
-    return list_models()
+    from conftest import architectures
+    return architectures()
 
 
 @pytest.mark.parametrize("name", _registered())

@@ -160,7 +160,7 @@ def lrrnet(**cfg) -> LRRNet:
 
 @register_model(ModelCfg(
     stride=16, weights="lrrnet_small_sirst-v1.pt", loss="lrrnet",
-    tiny_args={"channels": (8, 8, 16, 16)},
+    tiny_args={"channels": (8, 8, 16, 16)}, variant_of="lrrnet",
     description="LRRNet-small: LRRNet narrowed for 640x512 cameras at 10 FPS on two CPU cores "
                 "(16/16/32/64 wide, 1 ResBlock per encoder stage; 3.3x fewer FLOPs)"))
 def lrrnet_small(**cfg) -> LRRNet:

@@ -47,6 +47,9 @@ class ModelCfg:
     # deployment backends this network runs under (irstd_ros.backends.BACKENDS names)
     backends: Tuple[str, ...] = ("torch", "openvino", "onnxruntime", "tensorrt")
     knobs: Tuple[Knob, ...] = ()                  # node parameters ``<model>.<knob>``, live (see Knob)
+    # another registered model this one only re-configures (same module and class, other widths): the tests of
+    # the machinery around a network (resume, eval, engines, hot swap) run once per architecture, not per variant
+    variant_of: Optional[str] = None
     description: str = ""
 
 
