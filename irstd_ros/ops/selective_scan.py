@@ -26,7 +26,8 @@ Implementations, all checked against :func:`selective_scan_reference`:
 - the fused C++ kernel (``csrc/``, CPU forward and backward), used on CPU tensors when built;
 - ``selective_scan_blocked``: the O(sqrt L)-step torch scan of :mod:`.linear_scan`, the fallback
   without a compiler and the decomposition that ``torch.export``/ONNX see;
-- ``triton_kernels.selective_scan_triton``: the GPU kernel (forward).
+- ``triton_kernels.selective_scan_triton`` / ``selective_scan_backward_triton``: the GPU kernels, forward and
+  backward (the backward recomputes the states tile by tile rather than saving them).
 """
 from __future__ import annotations
 
@@ -216,13 +217,16 @@ _GRAD_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "neighbor")
 def selective_scan_backward(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                             z: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
                             neighbor: Optional[Tensor], grad: Tensor) -> List[Tensor]:
-    """The fused C++ backward as an opaque op (so compiled graphs keep it whole): gradients for every
-    input in signature order, an empty tensor for an absent one."""
-    ext = cpu_extension.load()
-    if ext is None or u.device.type != "cpu":
-        raise RuntimeError("irstd::selective_scan_backward needs the C++ CPU kernels")
+    """The fused backward as an opaque op (so compiled graphs keep it whole): the C++ kernel on CPUs, the Triton
+    kernel on CUDA; gradients for every input in signature order, an empty tensor for an absent one."""
+    if not _fused_backward_available(u):
+        raise RuntimeError("irstd::selective_scan_backward needs the C++ CPU kernels or, on CUDA, triton")
     ins = (u, delta, A, B, C, D, z, delta_bias, neighbor)
-    grads = _grads_cpp(ext, *ins[:8], delta_softplus, neighbor, grad)
+    if u.device.type == "cpu":
+        grads = _grads_cpp(cpu_extension.load(), *ins[:8], delta_softplus, neighbor, grad)
+    else:
+        from . import triton_kernels
+        grads = triton_kernels.selective_scan_backward_triton(*ins[:8], delta_softplus, neighbor, grad)
     return [u.new_empty(0) if g is None else g.to(t.dtype).contiguous() for g, t in zip(grads, ins)]
 
 
@@ -232,12 +236,21 @@ def _(u, delta, A, B, C, D, z, delta_bias, delta_softplus, neighbor, grad):
             for t in (u, delta, A, B, C, D, z, delta_bias, neighbor)]
 
 
+def _fused_backward_available(u: Tensor) -> bool:
+    if u.device.type == "cpu":
+        return cpu_extension.load() is not None
+    if u.device.type == "cuda":
+        from . import triton_kernels
+        return triton_kernels.AVAILABLE
+    return False
+
+
 def _backward(ctx, grad):
     saved = ctx.saved_tensors
-    if saved[0].device.type == "cpu" and cpu_extension.load() is not None:
+    if _fused_backward_available(saved[0]):
         grads = selective_scan_backward(*saved[:8], ctx.delta_softplus, saved[8], grad)
         grads = [g if t is not None else None for g, t in zip(grads, saved)]
-    else:  # GPU, or no compiler: autograd through the decomposition (must run here, above the op layer)
+    else:  # no compiler, or triton missing: autograd through the decomposition (must run here, above the op layer)
         grads = _grads_blocked(*saved[:8], ctx.delta_softplus, saved[8], grad)
     return (*grads[:8], None, grads[8])
 

@@ -1,4 +1,4 @@
-"""Triton kernels for the GPU: selective-scan forward and the Haar DWT/IDWT.
+"""Triton kernels for the GPU: selective-scan forward and backward, and the Haar DWT/IDWT.
 
 On a CUDA machine the custom ops dispatch here. Without a GPU the same kernels
 run on CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``, set
@@ -83,6 +83,128 @@ if AVAILABLE:
             h = tl.sum(tl.where(last, hs, 0.0), axis=0)
 
     @triton.jit
+    def _softplus_dt(raw, SOFTPLUS: tl.constexpr):
+        if SOFTPLUS:
+            return tl.where(raw <= 20.0, tl.log(1.0 + tl.exp(raw)), raw)
+        return raw
+
+    @triton.jit
+    def _selective_scan_bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, nb_ptr, gy_ptr,
+                                   hstart_ptr, du_ptr, ddt_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
+                                   dnb_ptr, L, DIM, N, GROUPS, DPG, NTILES,
+                                   HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
+                                   SOFTPLUS: tl.constexpr, NB_MODE: tl.constexpr,
+                                   BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr):
+        # Pass 1 runs the recurrence forward and keeps only the state at each tile's start (NTILES x N per
+        # program). Pass 2 walks the tiles backwards: it recomputes the tile's states from its start state, and
+        # scans g_t = dL/dh_t = C_t dy_t + a_{t+1} g_{t+1} (flipped, so a forward scan with the forward combine),
+        # carrying g across tiles. a_t h_{t-1} = h_t - x_t gives dA and ddt without dividing by a.
+        b = tl.program_id(0)
+        d = tl.program_id(1)
+        g = d // DPG
+        row = (b * DIM + d) * L
+        bc_base = (b * GROUPS + g) * L * N
+        hrow = (b * DIM + d) * NTILES * N
+        n = tl.arange(0, BLOCK_N)
+        nmask = n < N
+        A = tl.load(A_ptr + d * N + n, mask=nmask, other=0.0).to(tl.float32)
+        bias = 0.0
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + d).to(tl.float32)
+        Dd = 0.0
+        if HAS_D:
+            Dd = tl.load(D_ptr + d).to(tl.float32)
+        steps = tl.arange(0, BLOCK_L)
+        last = (steps == BLOCK_L - 1)[:, None]
+        first = (steps == 0)[:, None]
+
+        h = tl.zeros([BLOCK_N], dtype=tl.float32)
+        for k in range(0, NTILES):
+            tl.store(hstart_ptr + hrow + k * N + n, h, mask=nmask)
+            t = k * BLOCK_L + steps
+            tmask = t < L
+            m2 = tmask[:, None] & nmask[None, :]
+            u = tl.load(u_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)
+            dt = _softplus_dt(tl.load(dt_ptr + row + t, mask=tmask, other=0.0).to(tl.float32) + bias, SOFTPLUS)
+            Bt = tl.load(B_ptr + bc_base + t[:, None] * N + n[None, :], mask=m2, other=0.0).to(tl.float32)
+            a = tl.where(m2, tl.exp(dt[:, None] * A[None, :]), 1.0)
+            x = (dt * u)[:, None] * Bt
+            if NB_MODE == 1:
+                x += tl.load(nb_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)[:, None]
+            if NB_MODE == 2:
+                x += tl.load(nb_ptr + (row + t)[:, None] * N + n[None, :], mask=m2, other=0.0).to(tl.float32)
+            x = tl.where(m2, x, 0.0)
+            acum, hloc = tl.associative_scan((a, x), 0, _combine)
+            h = tl.sum(tl.where(last, hloc + acum * h[None, :], 0.0), axis=0)
+        tl.debug_barrier()
+
+        g_next = tl.zeros([BLOCK_N], dtype=tl.float32)     # dL/dh at the first step of the tile after this one
+        dA_acc = tl.zeros([BLOCK_N], dtype=tl.float32)
+        dD_acc = tl.zeros([BLOCK_L], dtype=tl.float32)
+        dbias_acc = tl.zeros([BLOCK_L], dtype=tl.float32)
+        for i in range(0, NTILES):
+            k = NTILES - 1 - i
+            t = k * BLOCK_L + steps
+            tmask = t < L
+            m2 = tmask[:, None] & nmask[None, :]
+            off = bc_base + t[:, None] * N + n[None, :]
+            u = tl.load(u_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)
+            raw = tl.load(dt_ptr + row + t, mask=tmask, other=0.0).to(tl.float32) + bias
+            dt = _softplus_dt(raw, SOFTPLUS)
+            Bt = tl.load(B_ptr + off, mask=m2, other=0.0).to(tl.float32)
+            Ct = tl.load(C_ptr + off, mask=m2, other=0.0).to(tl.float32)
+            a = tl.where(m2, tl.exp(dt[:, None] * A[None, :]), 1.0)
+            x = (dt * u)[:, None] * Bt
+            if NB_MODE == 1:
+                x += tl.load(nb_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)[:, None]
+            if NB_MODE == 2:
+                x += tl.load(nb_ptr + (row + t)[:, None] * N + n[None, :], mask=m2, other=0.0).to(tl.float32)
+            x = tl.where(m2, x, 0.0)
+            h0 = tl.load(hstart_ptr + hrow + k * N + n, mask=nmask, other=0.0)
+            acum, hloc = tl.associative_scan((a, x), 0, _combine)
+            hs = hloc + acum * h0[None, :]
+
+            gy = tl.load(gy_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)
+            if HAS_Z:
+                z = tl.load(z_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)
+                sig = 1.0 / (1.0 + tl.exp(-z))
+                y_pre = tl.sum(hs * Ct, axis=1) + Dd * u
+                tl.store(dz_ptr + row + t, gy * y_pre * sig * (1.0 + z * (1.0 - sig)), mask=tmask)
+                gy = gy * z * sig
+            if HAS_D:
+                dD_acc += tl.where(tmask, gy * u, 0.0)
+            tl.atomic_add(dC_ptr + off, gy[:, None] * hs, mask=m2)    # B and C are shared by a group's channels
+
+            t1 = t + 1
+            t1mask = t1 < L
+            raw1 = tl.load(dt_ptr + row + t1, mask=t1mask, other=0.0).to(tl.float32) + bias
+            a_next = tl.exp(_softplus_dt(raw1, SOFTPLUS)[:, None] * A[None, :])
+            a_next = tl.where(t1mask[:, None] & nmask[None, :], a_next, 1.0)
+            c = tl.where(m2, gy[:, None] * Ct, 0.0)
+            aprod, gloc = tl.associative_scan((tl.flip(a_next, 0), tl.flip(c, 0)), 0, _combine)
+            gs = tl.where(m2, tl.flip(gloc, 0) + tl.flip(aprod, 0) * g_next[None, :], 0.0)
+            g_next = tl.sum(tl.where(first, gs, 0.0), axis=0)
+
+            if NB_MODE == 1:
+                tl.store(dnb_ptr + row + t, tl.sum(gs, axis=1), mask=tmask)
+            if NB_MODE == 2:
+                tl.store(dnb_ptr + (row + t)[:, None] * N + n[None, :], gs, mask=m2)
+            tl.atomic_add(dB_ptr + off, gs * (dt * u)[:, None], mask=m2)
+            gsB = tl.sum(gs * Bt, axis=1)
+            g_ah = tl.where(m2, gs * (hs - x), 0.0)          # dL/da_t * a_t
+            ddt = gsB * u + tl.sum(g_ah * A[None, :], axis=1)
+            dA_acc += tl.sum(g_ah * dt[:, None], axis=0)
+            tl.store(du_ptr + row + t, gsB * dt + Dd * gy, mask=tmask)
+            if SOFTPLUS:
+                ddt = tl.where(raw <= 20.0, ddt / (1.0 + tl.exp(-raw)), ddt)
+            ddt = tl.where(tmask, ddt, 0.0)
+            tl.store(ddt_ptr + row + t, ddt, mask=tmask)
+            dbias_acc += ddt
+        tl.store(dA_ptr + (b * DIM + d) * N + n, dA_acc, mask=nmask)
+        tl.store(dD_ptr + b * DIM + d, tl.sum(dD_acc, axis=0))
+        tl.store(dbias_ptr + b * DIM + d, tl.sum(dbias_acc, axis=0))
+
+    @triton.jit
     def _coarse_pixels(total, h, w, BLOCK: tl.constexpr):
         """This program's pixels of the half-size grid: flat (batch*channel) index, offset in the plane, row, col."""
         offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -149,6 +271,50 @@ def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, de
         HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), NB_MODE=nb_mode, BLOCK_L=block_l, BLOCK_N=_next_pow2(n))
     return y.to(u.dtype)
+
+
+def selective_scan_backward_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
+                                   neighbor=None, grad=None, block_l: int = 64):
+    """Gradients of the scan for every input, in signature order (u, delta, A, B, C, D, z, delta_bias, neighbor;
+    None for an absent one), each in its input's dtype and shape. Recomputes the states instead of saving them:
+    memory is one state vector per tile and channel. B/C gradients are summed over a group's channels with
+    atomic adds, so their last bits may differ between runs on a GPU."""
+    _require()
+    from .selective_scan import _groups4, check_inputs
+    check_inputs(u, delta, A, B, C, D, z, delta_bias, neighbor)
+    bsz, dim, length = u.shape
+    n = A.shape[1]
+    f32 = dict(device=u.device, dtype=torch.float32)
+    Bt = _groups4(B).transpose(2, 3).contiguous()      # (b, g, L, N)
+    Ct = _groups4(C).transpose(2, 3).contiguous()
+    groups = Bt.shape[1]
+    nb_mode = 0 if neighbor is None else (1 if neighbor.dim() == 3 else 2)
+    u_, dt_, A_, gy = u.contiguous(), delta.contiguous(), A.contiguous(), grad.contiguous()
+    nb = u_ if neighbor is None else (neighbor.contiguous() if nb_mode == 1 else neighbor.transpose(2, 3).contiguous())
+    ntiles = -(-length // block_l)
+    hstart = torch.empty(bsz, dim, ntiles, n, **f32)
+    du, ddt, dz = (torch.empty(bsz, dim, length, **f32) for _ in range(3))
+    dA = torch.empty(bsz, dim, n, **f32)
+    dB, dC = torch.zeros(Bt.shape, **f32), torch.zeros(Ct.shape, **f32)
+    dD, dbias = torch.empty(bsz, dim, **f32), torch.empty(bsz, dim, **f32)
+    dnb = torch.empty(nb.shape, **f32) if nb_mode else du
+    _selective_scan_bwd_kernel[(bsz, dim)](
+        u_, dt_, A_, Bt, Ct, u_ if D is None else D.contiguous(), u_ if z is None else z.contiguous(),
+        u_ if delta_bias is None else delta_bias.contiguous(), nb, gy, hstart,
+        du, ddt, dA, dB, dC, dD, dz, dbias, dnb,
+        length, dim, n, groups, dim // groups, ntiles,
+        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=bool(delta_softplus), NB_MODE=nb_mode, BLOCK_L=block_l, BLOCK_N=_next_pow2(n))
+
+    def back(g, like):   # (b, g, L, N) -> B/C's own layout
+        g = g.transpose(2, 3)
+        return (g.squeeze(1) if like.dim() == 3 else g).to(like.dtype)
+    gn = None
+    if neighbor is not None:
+        gn = (dnb if nb_mode == 1 else dnb.transpose(2, 3)).to(neighbor.dtype)
+    return [du.to(u.dtype), ddt.to(delta.dtype), dA.sum(0).to(A.dtype), back(dB, B), back(dC, C),
+            None if D is None else dD.sum(0).to(D.dtype), None if z is None else dz.to(z.dtype),
+            None if delta_bias is None else dbias.sum(0).to(delta_bias.dtype), gn]
 
 
 def haar_dwt2d_triton(x, block: int = 256):
