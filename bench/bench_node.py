@@ -1,6 +1,7 @@
 """Node overhead: end-to-end detector-node latency beside the bare pipeline's, in the same run.
 
-    .venv/bin/python bench/bench_node.py [--model lrrnet] [--frames 60] [--size 640x512 --backend openvino --precision bf16]
+    .venv/bin/python bench/bench_node.py [--model lrrnet] [--frames 60]
+        [--size 640x512 --backend openvino --precision bf16]
         [--rounds 3] [--json out.json]
 
 Bare: ``Detector.probabilities`` + ``postprocess`` on the decoded frame in this
@@ -87,8 +88,8 @@ def main() -> int:
         return statistics.median(times) * 1e3
 
     ns = f"irstd_bench_{os.getpid()}"
-    node = start_detector(ns, model=args.model, extra=["-p", f"backend:={args.backend}",
-                                                       "-p", f"precision:={args.precision}", "-p", f"cache_dir:={cache}"])
+    node = start_detector(ns, model=args.model, extra=["-p", f"backend:={args.backend}", "-p",
+                                                       f"precision:={args.precision}", "-p", f"cache_dir:={cache}"])
     client = StreamClient(namespace=ns)
     from diagnostic_msgs.msg import DiagnosticArray
     diags = []

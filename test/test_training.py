@@ -288,7 +288,8 @@ def test_ship_calibrates_on_val_then_scores_test_once_into_the_card(tmp_path, si
                       "--dst", str(final), "--work", str(tmp_path / "ship3"), "--cross", "--bootstrap", "20",
                       "--threshold-from-card", str(stage1.with_suffix(".json"))]) == 0
     final_card = json.loads(final.with_suffix(".json").read_text())
-    assert final_card["threshold"] == stage1_card["threshold"] and set(final_card["test_metrics"]) == {"paper", "native"}
+    assert final_card["threshold"] == stage1_card["threshold"]
+    assert set(final_card["test_metrics"]) == {"paper", "native"}
     assert ship.main([str(out), "--model", "lrrnet", "--dst", str(tmp_path / "w3.pt"), "--work", str(tmp_path / "s4"),
                       "--threshold-from-card", str(stage1.with_suffix(".json"))]) == 2
     assert "calibrate on it, not from a card" in capsys.readouterr().err
