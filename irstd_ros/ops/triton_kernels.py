@@ -35,42 +35,61 @@ if AVAILABLE:
         return a1 * a2, a2 * x1 + x2
 
     @triton.jit
+    def _softplus_dt(raw, SOFTPLUS: tl.constexpr):
+        if SOFTPLUS:
+            return tl.where(raw <= 20.0, tl.log(1.0 + tl.exp(raw)), raw)
+        return raw
+
+    @triton.jit
+    def _program_channel(A_ptr, bias_ptr, L, DIM, N, GROUPS, DPG, HAS_BIAS: tl.constexpr, BLOCK_N: tl.constexpr):
+        """This program's (batch, channel): its row offset, its group's B/C offset, the states, A and the bias."""
+        b = tl.program_id(0)
+        d = tl.program_id(1)
+        row = (b * DIM + d) * L
+        bc_base = (b * GROUPS + d // DPG) * L * N
+        n = tl.arange(0, BLOCK_N)
+        nmask = n < N
+        A = tl.load(A_ptr + d * N + n, mask=nmask, other=0.0).to(tl.float32)
+        bias = 0.0
+        if HAS_BIAS:
+            bias = tl.load(bias_ptr + d).to(tl.float32)
+        return b, d, row, bc_base, n, nmask, A, bias
+
+    @triton.jit
+    def _tile_terms(u_ptr, dt_ptr, B_ptr, nb_ptr, row, bc_base, t, tmask, n, nmask, A, bias, N,
+                    SOFTPLUS: tl.constexpr, NB_MODE: tl.constexpr):
+        """One tile of steps: u, the raw and the effective step dt, B, the decays a and the inputs x of
+        h_t = a_t h_{t-1} + x_t (padding steps and states: a = 1, x = 0, so they leave h untouched)."""
+        m2 = tmask[:, None] & nmask[None, :]
+        u = tl.load(u_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)
+        raw = tl.load(dt_ptr + row + t, mask=tmask, other=0.0).to(tl.float32) + bias
+        dt = _softplus_dt(raw, SOFTPLUS)
+        Bt = tl.load(B_ptr + bc_base + t[:, None] * N + n[None, :], mask=m2, other=0.0).to(tl.float32)
+        a = tl.where(m2, tl.exp(dt[:, None] * A[None, :]), 1.0)
+        x = (dt * u)[:, None] * Bt
+        if NB_MODE == 1:
+            x += tl.load(nb_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)[:, None]
+        if NB_MODE == 2:
+            x += tl.load(nb_ptr + (row + t)[:, None] * N + n[None, :], mask=m2, other=0.0).to(tl.float32)
+        return u, raw, dt, Bt, a, tl.where(m2, x, 0.0)
+
+    @triton.jit
     def _selective_scan_fwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, nb_ptr, y_ptr,
                                    L, DIM, N, GROUPS, DPG,
                                    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                                    SOFTPLUS: tl.constexpr, NB_MODE: tl.constexpr,
                                    BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr):
-        b = tl.program_id(0)
-        d = tl.program_id(1)
-        g = d // DPG
-        row = (b * DIM + d) * L
-        bc_base = (b * GROUPS + g) * L * N
-        n = tl.arange(0, BLOCK_N)
-        nmask = n < N
-        A = tl.load(A_ptr + d * N + n, mask=nmask, other=0.0).to(tl.float32)
+        b, d, row, bc_base, n, nmask, A, bias = _program_channel(A_ptr, bias_ptr, L, DIM, N, GROUPS, DPG,
+                                                                 HAS_BIAS, BLOCK_N)
         h = tl.zeros([BLOCK_N], dtype=tl.float32)
         last = (tl.arange(0, BLOCK_L) == BLOCK_L - 1)[:, None]
         for l0 in range(0, L, BLOCK_L):
             t = l0 + tl.arange(0, BLOCK_L)
             tmask = t < L
             m2 = tmask[:, None] & nmask[None, :]
-            u = tl.load(u_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)
-            dt = tl.load(dt_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)
-            if HAS_BIAS:
-                dt = dt + tl.load(bias_ptr + d).to(tl.float32)
-            if SOFTPLUS:
-                dt = tl.where(dt <= 20.0, tl.log(1.0 + tl.exp(dt)), dt)
-            off = bc_base + t[:, None] * N + n[None, :]
-            Bt = tl.load(B_ptr + off, mask=m2, other=0.0).to(tl.float32)
-            Ct = tl.load(C_ptr + off, mask=m2, other=0.0).to(tl.float32)
-            a = tl.exp(dt[:, None] * A[None, :])
-            x = (dt * u)[:, None] * Bt
-            if NB_MODE == 1:
-                x += tl.load(nb_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)[:, None]
-            if NB_MODE == 2:
-                x += tl.load(nb_ptr + (row + t)[:, None] * N + n[None, :], mask=m2, other=0.0).to(tl.float32)
-            a = tl.where(m2, a, 1.0)      # padding steps and states leave h untouched
-            x = tl.where(m2, x, 0.0)
+            u, raw, dt, Bt, a, x = _tile_terms(u_ptr, dt_ptr, B_ptr, nb_ptr, row, bc_base, t, tmask, n, nmask, A,
+                                               bias, N, SOFTPLUS, NB_MODE)
+            Ct = tl.load(C_ptr + bc_base + t[:, None] * N + n[None, :], mask=m2, other=0.0).to(tl.float32)
             acum, hloc = tl.associative_scan((a, x), 0, _combine)
             hs = hloc + acum * h[None, :]
             y = tl.sum(hs * Ct, axis=1)
@@ -83,12 +102,6 @@ if AVAILABLE:
             h = tl.sum(tl.where(last, hs, 0.0), axis=0)
 
     @triton.jit
-    def _softplus_dt(raw, SOFTPLUS: tl.constexpr):
-        if SOFTPLUS:
-            return tl.where(raw <= 20.0, tl.log(1.0 + tl.exp(raw)), raw)
-        return raw
-
-    @triton.jit
     def _selective_scan_bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, nb_ptr, gy_ptr,
                                    hstart_ptr, du_ptr, ddt_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
                                    dnb_ptr, L, DIM, N, GROUPS, DPG, NTILES,
@@ -99,18 +112,9 @@ if AVAILABLE:
         # program). Pass 2 walks the tiles backwards: it recomputes the tile's states from its start state, and
         # scans g_t = dL/dh_t = C_t dy_t + a_{t+1} g_{t+1} (flipped, so a forward scan with the forward combine),
         # carrying g across tiles. a_t h_{t-1} = h_t - x_t gives dA and ddt without dividing by a.
-        b = tl.program_id(0)
-        d = tl.program_id(1)
-        g = d // DPG
-        row = (b * DIM + d) * L
-        bc_base = (b * GROUPS + g) * L * N
+        b, d, row, bc_base, n, nmask, A, bias = _program_channel(A_ptr, bias_ptr, L, DIM, N, GROUPS, DPG,
+                                                                 HAS_BIAS, BLOCK_N)
         hrow = (b * DIM + d) * NTILES * N
-        n = tl.arange(0, BLOCK_N)
-        nmask = n < N
-        A = tl.load(A_ptr + d * N + n, mask=nmask, other=0.0).to(tl.float32)
-        bias = 0.0
-        if HAS_BIAS:
-            bias = tl.load(bias_ptr + d).to(tl.float32)
         Dd = 0.0
         if HAS_D:
             Dd = tl.load(D_ptr + d).to(tl.float32)
@@ -122,18 +126,8 @@ if AVAILABLE:
         for k in range(0, NTILES):
             tl.store(hstart_ptr + hrow + k * N + n, h, mask=nmask)
             t = k * BLOCK_L + steps
-            tmask = t < L
-            m2 = tmask[:, None] & nmask[None, :]
-            u = tl.load(u_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)
-            dt = _softplus_dt(tl.load(dt_ptr + row + t, mask=tmask, other=0.0).to(tl.float32) + bias, SOFTPLUS)
-            Bt = tl.load(B_ptr + bc_base + t[:, None] * N + n[None, :], mask=m2, other=0.0).to(tl.float32)
-            a = tl.where(m2, tl.exp(dt[:, None] * A[None, :]), 1.0)
-            x = (dt * u)[:, None] * Bt
-            if NB_MODE == 1:
-                x += tl.load(nb_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)[:, None]
-            if NB_MODE == 2:
-                x += tl.load(nb_ptr + (row + t)[:, None] * N + n[None, :], mask=m2, other=0.0).to(tl.float32)
-            x = tl.where(m2, x, 0.0)
+            u, raw, dt, Bt, a, x = _tile_terms(u_ptr, dt_ptr, B_ptr, nb_ptr, row, bc_base, t, t < L, n, nmask, A,
+                                               bias, N, SOFTPLUS, NB_MODE)
             acum, hloc = tl.associative_scan((a, x), 0, _combine)
             h = tl.sum(tl.where(last, hloc + acum * h[None, :], 0.0), axis=0)
         tl.debug_barrier()
@@ -148,18 +142,9 @@ if AVAILABLE:
             tmask = t < L
             m2 = tmask[:, None] & nmask[None, :]
             off = bc_base + t[:, None] * N + n[None, :]
-            u = tl.load(u_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)
-            raw = tl.load(dt_ptr + row + t, mask=tmask, other=0.0).to(tl.float32) + bias
-            dt = _softplus_dt(raw, SOFTPLUS)
-            Bt = tl.load(B_ptr + off, mask=m2, other=0.0).to(tl.float32)
+            u, raw, dt, Bt, a, x = _tile_terms(u_ptr, dt_ptr, B_ptr, nb_ptr, row, bc_base, t, tmask, n, nmask, A,
+                                               bias, N, SOFTPLUS, NB_MODE)
             Ct = tl.load(C_ptr + off, mask=m2, other=0.0).to(tl.float32)
-            a = tl.where(m2, tl.exp(dt[:, None] * A[None, :]), 1.0)
-            x = (dt * u)[:, None] * Bt
-            if NB_MODE == 1:
-                x += tl.load(nb_ptr + row + t, mask=tmask, other=0.0).to(tl.float32)[:, None]
-            if NB_MODE == 2:
-                x += tl.load(nb_ptr + (row + t)[:, None] * N + n[None, :], mask=m2, other=0.0).to(tl.float32)
-            x = tl.where(m2, x, 0.0)
             h0 = tl.load(hstart_ptr + hrow + k * N + n, mask=nmask, other=0.0)
             acum, hloc = tl.associative_scan((a, x), 0, _combine)
             hs = hloc + acum * h0[None, :]
