@@ -8,6 +8,7 @@ import torch
 
 from irstd_ros.ops import haar_dwt2d, haar_idwt2d, selective_scan, selective_scan_reference
 from irstd_ros.ops import triton_kernels
+from irstd_ros.ops.selective_scan import TENSOR_INPUTS
 
 from ops_cases import SCAN_SHAPES, scan_inputs
 
@@ -33,14 +34,11 @@ def test_scan_kernel_without_options():
                                rtol=1e-4, atol=1e-4)
 
 
-GRAD_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "neighbor")
-
-
 def reference_grads(args, grad):
     """Autograd through the per-step reference loop, in float64."""
     ins = {k: (v.double().requires_grad_(True) if isinstance(v, torch.Tensor) else v) for k, v in args.items()}
     out = selective_scan_reference(**ins)
-    keys = [k for k in GRAD_NAMES if k in ins]
+    keys = [k for k in TENSOR_INPUTS if k in ins]
     return dict(zip(keys, torch.autograd.grad(out, [ins[k] for k in keys], grad.double())))
 
 
@@ -52,12 +50,12 @@ def reference_grads(args, grad):
 def test_scan_backward_kernel_matches_autograd_through_the_reference(shape, options):
     args = scan_inputs(*shape, options=options)
     grad = torch.randn(args["u"].shape, generator=torch.Generator().manual_seed(1))
-    got = dict(zip(GRAD_NAMES, triton_kernels.selective_scan_backward_triton(**args, grad=grad, block_l=16)))
+    got = dict(zip(TENSOR_INPUTS, triton_kernels.selective_scan_backward_triton(**args, grad=grad, block_l=16)))
     for name, ref in reference_grads(args, grad).items():
         assert got[name].shape == ref.shape and got[name].dtype == args[name].dtype, name
         torch.testing.assert_close(got[name].double(), ref, rtol=1e-4, atol=1e-4 * float(ref.abs().max()),
                                    msg=lambda m: f"{name}: {m}")
-    assert all(got[name] is None for name in GRAD_NAMES if name not in args)
+    assert all(got[name] is None for name in TENSOR_INPUTS if name not in args)
 
 
 @interpreted

@@ -198,10 +198,11 @@ def _grads_blocked(u, delta, A, B, C, D, z, delta_bias, delta_softplus, neighbor
         return [next(grads) if t is not None else None for t in ins]
 
 
-def _grads_cpp(ext, u, delta, A, B, C, D, z, delta_bias, delta_softplus, neighbor, grad):
-    args = _kernel_args(u, delta, A, B, C, D, z, delta_bias, neighbor)
-    gu, gdelta, gA_bd, gB, gC, gD_bd, gz, gnb = ext.backward(*args, delta_softplus,
-                                                             grad.to(args[0].dtype).contiguous())
+def _grads_from_kernel(raw, B, C, D, z, delta_bias, neighbor) -> list:
+    """A fused backward's outputs in the kernel layout (:func:`_kernel_args`; A's and D's gradients per batch)
+    -> the gradients in signature order, None for an absent input. Both the C++ and the Triton kernel return
+    ``(gu, gdelta, gA per batch, gB, gC, gD per batch, gz, gneighbor)``; delta_bias's gradient is gdelta's sum."""
+    gu, gdelta, gA_bd, gB, gC, gD_bd, gz, gnb = raw
     gn = None
     if neighbor is not None:
         gn = gnb if neighbor.dim() == 3 else gnb.transpose(2, 3)
@@ -210,7 +211,14 @@ def _grads_cpp(ext, u, delta, A, B, C, D, z, delta_bias, delta_softplus, neighbo
             None if delta_bias is None else gdelta.sum((0, 2)), gn]
 
 
-_GRAD_NAMES = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "neighbor")
+def _grads_cpp(ext, u, delta, A, B, C, D, z, delta_bias, delta_softplus, neighbor, grad):
+    args = _kernel_args(u, delta, A, B, C, D, z, delta_bias, neighbor)
+    raw = ext.backward(*args, delta_softplus, grad.to(args[0].dtype).contiguous())
+    return _grads_from_kernel(raw, B, C, D, z, delta_bias, neighbor)
+
+
+# the tensor inputs in signature order: the order of every gradient list here
+TENSOR_INPUTS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias", "neighbor")
 
 
 @torch.library.custom_op("irstd::selective_scan_backward", mutates_args=())

@@ -103,8 +103,8 @@ if AVAILABLE:
 
     @triton.jit
     def _selective_scan_bwd_kernel(u_ptr, dt_ptr, A_ptr, B_ptr, C_ptr, D_ptr, z_ptr, bias_ptr, nb_ptr, gy_ptr,
-                                   hstart_ptr, du_ptr, ddt_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dbias_ptr,
-                                   dnb_ptr, L, DIM, N, GROUPS, DPG, NTILES,
+                                   hstart_ptr, du_ptr, ddt_ptr, dA_ptr, dB_ptr, dC_ptr, dD_ptr, dz_ptr, dnb_ptr,
+                                   L, DIM, N, GROUPS, DPG, NTILES,
                                    HAS_D: tl.constexpr, HAS_Z: tl.constexpr, HAS_BIAS: tl.constexpr,
                                    SOFTPLUS: tl.constexpr, NB_MODE: tl.constexpr,
                                    BLOCK_L: tl.constexpr, BLOCK_N: tl.constexpr):
@@ -135,7 +135,6 @@ if AVAILABLE:
         g_next = tl.zeros([BLOCK_N], dtype=tl.float32)     # dL/dh at the first step of the tile after this one
         dA_acc = tl.zeros([BLOCK_N], dtype=tl.float32)
         dD_acc = tl.zeros([BLOCK_L], dtype=tl.float32)
-        dbias_acc = tl.zeros([BLOCK_L], dtype=tl.float32)
         for i in range(0, NTILES):
             k = NTILES - 1 - i
             t = k * BLOCK_L + steps
@@ -182,12 +181,9 @@ if AVAILABLE:
             tl.store(du_ptr + row + t, gsB * dt + Dd * gy, mask=tmask)
             if SOFTPLUS:
                 ddt = tl.where(raw <= 20.0, ddt / (1.0 + tl.exp(-raw)), ddt)
-            ddt = tl.where(tmask, ddt, 0.0)
-            tl.store(ddt_ptr + row + t, ddt, mask=tmask)
-            dbias_acc += ddt
+            tl.store(ddt_ptr + row + t, ddt, mask=tmask)    # delta_bias's gradient is its sum (on the host)
         tl.store(dA_ptr + (b * DIM + d) * N + n, dA_acc, mask=nmask)
         tl.store(dD_ptr + b * DIM + d, tl.sum(dD_acc, axis=0))
-        tl.store(dbias_ptr + b * DIM + d, tl.sum(dbias_acc, axis=0))
 
     @triton.jit
     def _coarse_pixels(total, h, w, BLOCK: tl.constexpr):
@@ -234,27 +230,28 @@ def _require():
         raise RuntimeError("triton is not installed: pip install triton (the GPU kernels need it)")
 
 
+def _scan_launch(u, delta, A, B, C, D, z, delta_bias, neighbor, delta_softplus, block_l):
+    """What both scan kernels take: the inputs in the C++ kernel's layout (``selective_scan._kernel_args``; an
+    absent one as a placeholder pointer the kernel never reads), the sizes and the compile-time flags."""
+    from .selective_scan import _kernel_args, check_inputs
+    check_inputs(u, delta, A, B, C, D, z, delta_bias, neighbor)
+    args = _kernel_args(u, delta, A, B, C, D, z, delta_bias, neighbor)
+    args = [args[0] if given is None else a for a, given in zip(args, (u, delta, A, B, C, D, z, delta_bias, neighbor))]
+    dim, groups = u.shape[1], args[3].shape[1]
+    sizes = (u.shape[2], dim, A.shape[1], groups, dim // groups)
+    flags = dict(HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
+                 SOFTPLUS=bool(delta_softplus), NB_MODE=0 if neighbor is None else (1 if neighbor.dim() == 3 else 2),
+                 BLOCK_L=block_l, BLOCK_N=_next_pow2(A.shape[1]))
+    return args, sizes, flags
+
+
 def selective_scan_triton(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False,
                           neighbor=None, block_l: int = 64):
     """The scan forward on the GPU (or any device under ``TRITON_INTERPRET=1``); output in u's dtype."""
     _require()
-    from .selective_scan import _groups4, check_inputs
-    check_inputs(u, delta, A, B, C, D, z, delta_bias, neighbor)
-    bsz, dim, length = u.shape
-    n = A.shape[1]
-    Bt = _groups4(B).transpose(2, 3).contiguous()      # (b, g, L, N)
-    Ct = _groups4(C).transpose(2, 3).contiguous()
-    groups = Bt.shape[1]
-    nb_mode = 0 if neighbor is None else (1 if neighbor.dim() == 3 else 2)
-    nb = u if neighbor is None else (neighbor.contiguous() if nb_mode == 1 else neighbor.transpose(2, 3).contiguous())
-    y = torch.empty(bsz, dim, length, device=u.device, dtype=torch.float32)
-    u_, dt_, A_ = u.contiguous(), delta.contiguous(), A.contiguous()
-    _selective_scan_fwd_kernel[(bsz, dim)](
-        u_, dt_, A_, Bt, Ct, u_ if D is None else D.contiguous(), u_ if z is None else z.contiguous(),
-        u_ if delta_bias is None else delta_bias.contiguous(), nb, y,
-        length, dim, n, groups, dim // groups,
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-        SOFTPLUS=bool(delta_softplus), NB_MODE=nb_mode, BLOCK_L=block_l, BLOCK_N=_next_pow2(n))
+    args, sizes, flags = _scan_launch(u, delta, A, B, C, D, z, delta_bias, neighbor, delta_softplus, block_l)
+    y = torch.empty(u.shape, device=u.device, dtype=torch.float32)
+    _selective_scan_fwd_kernel[u.shape[:2]](*args, y, *sizes, **flags)
     return y.to(u.dtype)
 
 
@@ -265,41 +262,23 @@ def selective_scan_backward_triton(u, delta, A, B, C, D=None, z=None, delta_bias
     memory is one state vector per tile and channel. B/C gradients are summed over a group's channels with
     atomic adds, so their last bits may differ between runs on a GPU."""
     _require()
-    from .selective_scan import _groups4, check_inputs
-    check_inputs(u, delta, A, B, C, D, z, delta_bias, neighbor)
+    from .selective_scan import _grads_from_kernel
+    args, sizes, flags = _scan_launch(u, delta, A, B, C, D, z, delta_bias, neighbor, delta_softplus, block_l)
     bsz, dim, length = u.shape
     n = A.shape[1]
     f32 = dict(device=u.device, dtype=torch.float32)
-    Bt = _groups4(B).transpose(2, 3).contiguous()      # (b, g, L, N)
-    Ct = _groups4(C).transpose(2, 3).contiguous()
-    groups = Bt.shape[1]
-    nb_mode = 0 if neighbor is None else (1 if neighbor.dim() == 3 else 2)
-    u_, dt_, A_, gy = u.contiguous(), delta.contiguous(), A.contiguous(), grad.contiguous()
-    nb = u_ if neighbor is None else (neighbor.contiguous() if nb_mode == 1 else neighbor.transpose(2, 3).contiguous())
     ntiles = -(-length // block_l)
     hstart = torch.empty(bsz, dim, ntiles, n, **f32)
-    du, ddt, dz = (torch.empty(bsz, dim, length, **f32) for _ in range(3))
-    dA = torch.empty(bsz, dim, n, **f32)
-    dB, dC = torch.zeros(Bt.shape, **f32), torch.zeros(Ct.shape, **f32)
-    dD, dbias = torch.empty(bsz, dim, **f32), torch.empty(bsz, dim, **f32)
-    dnb = torch.empty(nb.shape, **f32) if nb_mode else du
-    _selective_scan_bwd_kernel[(bsz, dim)](
-        u_, dt_, A_, Bt, Ct, u_ if D is None else D.contiguous(), u_ if z is None else z.contiguous(),
-        u_ if delta_bias is None else delta_bias.contiguous(), nb, gy, hstart,
-        du, ddt, dA, dB, dC, dD, dz, dbias, dnb,
-        length, dim, n, groups, dim // groups, ntiles,
-        HAS_D=D is not None, HAS_Z=z is not None, HAS_BIAS=delta_bias is not None,
-        SOFTPLUS=bool(delta_softplus), NB_MODE=nb_mode, BLOCK_L=block_l, BLOCK_N=_next_pow2(n))
-
-    def back(g, like):   # (b, g, L, N) -> B/C's own layout
-        g = g.transpose(2, 3)
-        return (g.squeeze(1) if like.dim() == 3 else g).to(like.dtype)
-    gn = None
-    if neighbor is not None:
-        gn = (dnb if nb_mode == 1 else dnb.transpose(2, 3)).to(neighbor.dtype)
-    return [du.to(u.dtype), ddt.to(delta.dtype), dA.sum(0).to(A.dtype), back(dB, B), back(dC, C),
-            None if D is None else dD.sum(0).to(D.dtype), None if z is None else dz.to(z.dtype),
-            None if delta_bias is None else dbias.sum(0).to(delta_bias.dtype), gn]
+    du, ddt = torch.empty(u.shape, **f32), torch.empty(u.shape, **f32)
+    dz = du if z is None else torch.empty(u.shape, **f32)
+    dnb = du if neighbor is None else torch.empty(args[8].shape, **f32)
+    dA, dD = torch.empty(bsz, dim, n, **f32), torch.empty(bsz, dim, **f32)
+    dB, dC = torch.zeros(args[3].shape, **f32), torch.zeros(args[4].shape, **f32)
+    _selective_scan_bwd_kernel[(bsz, dim)](*args, grad.to(args[0].dtype).contiguous(), hstart,
+                                           du, ddt, dA, dB, dC, dD, dz, dnb, *sizes, ntiles, **flags)
+    grads = _grads_from_kernel((du, ddt, dA, dB, dC, dD, dz, dnb), B, C, D, z, delta_bias, neighbor)
+    return [None if g is None else g.to(t.dtype)
+            for g, t in zip(grads, (u, delta, A, B, C, D, z, delta_bias, neighbor))]
 
 
 def haar_dwt2d_triton(x, block: int = 256):
