@@ -38,6 +38,7 @@ os.environ.setdefault("ROS_DOMAIN_ID", str(140 + os.getpid() % 20))
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp())
 
 from bench_models import flops, size_arg  # noqa: E402
+from timing import p90, times_ms  # noqa: E402
 from irstd_ros.backends import BACKENDS  # noqa: E402
 from irstd_ros.cli.demo import SAMPLE  # noqa: E402
 from irstd_ros.datasets import read_image  # noqa: E402
@@ -64,21 +65,6 @@ def speed_probe(seconds: float = 0.5, n: int = 768) -> float:
     return 2 * n ** 3 * k / (time.perf_counter() - t0) / 1e9
 
 
-def time_detector(det: Detector, image: np.ndarray, runs: int, budget_s: float):
-    det.probabilities(image)
-    t0 = time.perf_counter()
-    det.probabilities(image)
-    first = time.perf_counter() - t0
-    runs = max(3, min(runs, int(budget_s / max(first, 1e-3))))
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        det.probabilities(image)
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return statistics.median(times), times[int(0.9 * (len(times) - 1))], runs
-
-
 def bench_cell(model, backend, precision, hw, runs, budget_s, gflops, cache_root):
     cfg = DetectorConfig(model=model, backend=backend, precision=precision, cache_dir=str(cache_root))
     image = frame(*hw)
@@ -92,8 +78,9 @@ def bench_cell(model, backend, precision, hw, runs, budget_s, gflops, cache_root
         row["cache_load_s"] = round(sum(lk.seconds for _, lk in restart.compiled.compile(x)), 3)
         det = restart
     row["probe_gflops"] = round(speed_probe(), 1)
-    med, p90, n = time_detector(det, image, runs, budget_s)
-    row.update({"median_ms": round(med, 2), "p90_ms": round(p90, 2), "fps": round(1e3 / med, 1), "runs": n,
+    times = times_ms(lambda: det.probabilities(image), runs, warmup=2, budget_s=budget_s)
+    med, n = statistics.median(times), len(times)
+    row.update({"median_ms": round(med, 2), "p90_ms": round(p90(times), 2), "fps": round(1e3 / med, 1), "runs": n,
                 "gflops": round(gflops, 2), "gflop_per_s": round(gflops / (med / 1e3), 1)})
     return row
 
@@ -120,7 +107,7 @@ def bench_node(model, backend, precision, hw, frames, cache_root):
     e2e.sort()
     med = statistics.median(e2e)
     return {"model": model, "backend": backend, "precision": precision, "size": f"{hw[1]}x{hw[0]}",
-            "frames": frames, "median_ms": round(med, 2), "p90_ms": round(e2e[int(0.9 * (len(e2e) - 1))], 2),
+            "frames": frames, "median_ms": round(med, 2), "p90_ms": round(p90(e2e), 2),
             "fps": round(1e3 / med, 1)}
 
 

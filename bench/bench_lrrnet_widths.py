@@ -17,7 +17,6 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_backends import speed_probe  # noqa: E402
 from bench_models import flops, size_arg  # noqa: E402
+from timing import p90, times_ms  # noqa: E402
 from irstd_ros.backends import openvino_backend  # noqa: E402
 from irstd_ros.machine import machine_description  # noqa: E402
 from irstd_ros.models import create_model  # noqa: E402
@@ -42,18 +42,6 @@ CANDIDATES = {
     "16/32/32/64 d1": {"channels": (16, 32, 32, 64), "depth": 1},
     "16/16/32/32 d1": {"channels": (16, 16, 32, 32), "depth": 1},
 }
-
-
-def time_engine(run, x: np.ndarray, runs: int) -> tuple:
-    for _ in range(2):
-        run([x])
-    times = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        run([x])
-        times.append((time.perf_counter() - t0) * 1e3)
-    times.sort()
-    return statistics.median(times), times[int(0.9 * (len(times) - 1))]
 
 
 def main() -> int:
@@ -78,15 +66,16 @@ def main() -> int:
                 for precision in args.precisions:
                     run = openvino_backend.load(Path(tmp), precision)
                     probe = speed_probe()
-                    med, p90 = time_engine(run, x, args.runs)
+                    times = times_ms(lambda: run([x]), args.runs)
+                    med, slow = statistics.median(times), p90(times)
                     row = {"candidate": name, **{k: list(v) if isinstance(v, tuple) else v
                                                  for k, v in CANDIDATES[name].items()},
                            "params_m": round(params, 3), "size": f"{hw[1]}x{hw[0]}", "precision": precision,
-                           "gflops": round(gf, 2), "median_ms": round(med, 1), "p90_ms": round(p90, 1),
+                           "gflops": round(gf, 2), "median_ms": round(med, 1), "p90_ms": round(slow, 1),
                            "fps": round(1e3 / med, 1), "probe_gflops": round(probe, 1)}
                     rows.append(row)
                     print(f"  {name:22s} {row['size']:>9s} openvino-{precision}  {params:5.2f} M params "
-                          f"{gf:6.1f} GFLOPs  median {med:6.1f} ms  p90 {p90:6.1f} ms  {1e3 / med:5.1f} FPS  "
+                          f"{gf:6.1f} GFLOPs  median {med:6.1f} ms  p90 {slow:6.1f} ms  {1e3 / med:5.1f} FPS  "
                           f"probe {probe:5.1f}", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
