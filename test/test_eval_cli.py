@@ -13,7 +13,7 @@ from irstd_ros.checkpoints import default_weights, ships_weights
 from irstd_ros.datasets import IRSTDDataset, read_mask
 from irstd_ros.metrics import MetricAccumulator
 
-from conftest import tiny_checkpoint
+from conftest import architectures, tiny_checkpoint
 
 EVAL = [sys.executable, "-m", "irstd_ros.cli.eval"]
 
@@ -138,12 +138,7 @@ def test_shipped_weights_have_a_model_card():
     assert size < 8e6
 
 
-def _registered():
-    from conftest import architectures
-    return architectures()
-
-
-@pytest.mark.parametrize("name", _registered())
+@pytest.mark.parametrize("name", architectures())
 def test_eval_runs_every_model_from_a_checkpoint(name, tiny_sirst, tmp_path):
     """irstd-eval --model <name> --weights <ckpt> on real frames, both protocols: the CLI path every new
     model takes before its weights ship (a test-sized, untrained network: this checks the path, not quality)."""

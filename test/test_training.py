@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO
+from conftest import REPO, architectures
 
 PY = sys.executable
 
@@ -46,12 +46,7 @@ def weights(path: Path, key: str = "model"):
     return torch.load(path, map_location="cpu", weights_only=False)[key]
 
 
-def _registered():
-    from conftest import architectures
-    return architectures()
-
-
-@pytest.mark.parametrize("name", _registered())
+@pytest.mark.parametrize("name", architectures())
 def test_resume_after_sigkill_reproduces_the_uninterrupted_run(tmp_path, tiny_sirst, name):
     """Every registered model (its test-sized variant, its own loss) resumes bit-exactly after a SIGKILL."""
     from irstd_ros.models import model_cfg
