@@ -42,7 +42,7 @@ setup(
         "console_scripts": [
             "irstd-eval = irstd_ros.cli.eval:main",
             "irstd-demo = irstd_ros.cli.demo:main",
-            "irstd-detector = irstd_ros.detector_node:main",
+            "irstd-detector = irstd_ros.ros.detector_node:main",
             "irstd-bag = irstd_ros.cli.bag:main",
             "irstd-build = irstd_ros.cli.build:main",
         ],

@@ -39,13 +39,13 @@ os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp())
 
 from bench_models import flops, size_arg  # noqa: E402
 from timing import p90, times_ms  # noqa: E402
-from irstd_ros.backends import BACKENDS  # noqa: E402
+from irstd_ros.runtime.backends import BACKENDS  # noqa: E402
 from irstd_ros.cli.demo import SAMPLE  # noqa: E402
-from irstd_ros.datasets import read_image  # noqa: E402
-from irstd_ros.detector import Detector, DetectorConfig, config_problem  # noqa: E402
+from irstd_ros.eval.datasets import read_image  # noqa: E402
+from irstd_ros.runtime.detector import Detector, DetectorConfig, config_problem  # noqa: E402
 from irstd_ros.machine import machine_description  # noqa: E402
 from irstd_ros.models import list_models  # noqa: E402
-from irstd_ros.pipeline import preprocess  # noqa: E402
+from irstd_ros.runtime.pipeline import preprocess  # noqa: E402
 
 
 def frame(h: int, w: int) -> np.ndarray:
@@ -86,7 +86,7 @@ def bench_cell(model, backend, precision, hw, runs, budget_s, gflops, cache_root
 
 
 def bench_node(model, backend, precision, hw, frames, cache_root):
-    from irstd_ros.stream_client import StreamClient, make_image, start_detector, stop
+    from irstd_ros.ros.stream_client import StreamClient, make_image, start_detector, stop
     image = (frame(*hw) * 255).round().astype(np.uint8)
     ns = f"irstd_bench_backends_{os.getpid()}"
     node = start_detector(ns, model, None, None, ["-p", f"backend:={backend}", "-p", f"precision:={precision}",

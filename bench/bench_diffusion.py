@@ -25,7 +25,7 @@ from bench_models import shipped_args, size_arg  # noqa: E402
 from timing import median_ms  # noqa: E402
 from irstd_ros.machine import machine_description  # noqa: E402
 from irstd_ros.models import create_model  # noqa: E402
-from irstd_ros.precision import autocast, cpu_has_fast_bf16  # noqa: E402
+from irstd_ros.runtime.precision import autocast, cpu_has_fast_bf16  # noqa: E402
 
 
 def gflops(fn) -> float:

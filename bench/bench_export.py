@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import torch
 
-from irstd_ros.checkpoints import load_model
+from irstd_ros.runtime.checkpoints import load_model
 from irstd_ros.machine import machine_description
 from irstd_ros.ops.deploy import export_onnx
 

@@ -28,10 +28,10 @@ import onnx
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from irstd_ros.checkpoints import load_model, operating_threshold  # noqa: E402
-from irstd_ros.datasets import IRSTDDataset  # noqa: E402
+from irstd_ros.runtime.checkpoints import load_model, operating_threshold  # noqa: E402
+from irstd_ros.eval.datasets import IRSTDDataset  # noqa: E402
 from irstd_ros.machine import machine_description  # noqa: E402
-from irstd_ros.metrics import MetricAccumulator  # noqa: E402
+from irstd_ros.eval.metrics import MetricAccumulator  # noqa: E402
 from irstd_ros.ops.deploy import quiet_exporter, export_onnx  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sirst-v1"

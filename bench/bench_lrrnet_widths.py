@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_backends import speed_probe  # noqa: E402
 from bench_models import flops, size_arg  # noqa: E402
 from timing import p90, times_ms  # noqa: E402
-from irstd_ros.backends import openvino_backend  # noqa: E402
+from irstd_ros.runtime.backends import openvino_backend  # noqa: E402
 from irstd_ros.machine import machine_description  # noqa: E402
 from irstd_ros.models import create_model  # noqa: E402
 

@@ -33,7 +33,7 @@ from irstd_ros.machine import machine_description  # noqa: E402
 from irstd_ros.layers import mamba2d  # noqa: E402
 from irstd_ros.models import create_model, list_models  # noqa: E402
 from irstd_ros.ops import selective_scan_blocked, selective_scan_reference  # noqa: E402
-from irstd_ros.precision import autocast, cpu_has_fast_bf16  # noqa: E402
+from irstd_ros.runtime.precision import autocast, cpu_has_fast_bf16  # noqa: E402
 
 
 @register_flop_formula(torch.ops.irstd.selective_scan)

@@ -35,13 +35,13 @@ os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp())
 
 from bench_backends import frame, speed_probe  # noqa: E402
 from bench_models import size_arg  # noqa: E402
-from irstd_ros.checkpoints import card_threshold  # noqa: E402
+from irstd_ros.runtime.checkpoints import card_threshold  # noqa: E402
 from irstd_ros.cli.demo import SAMPLE  # noqa: E402
 from irstd_ros.machine import machine_description  # noqa: E402
-from irstd_ros.datasets import IRSTDDataset  # noqa: E402
-from irstd_ros.detector import Detector, DetectorConfig  # noqa: E402
-from irstd_ros.pipeline import postprocess  # noqa: E402
-from irstd_ros.stream_client import StreamClient, make_image, start_detector, stop  # noqa: E402
+from irstd_ros.eval.datasets import IRSTDDataset  # noqa: E402
+from irstd_ros.runtime.detector import Detector, DetectorConfig  # noqa: E402
+from irstd_ros.runtime.pipeline import postprocess  # noqa: E402
+from irstd_ros.ros.stream_client import StreamClient, make_image, start_detector, stop  # noqa: E402
 
 
 def node_diagnostics(diags, ns: str):

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from irstd_ros.machine import machine_description  # noqa: E402
 from irstd_ros.models import create_model, list_models  # noqa: E402
-from irstd_ros.precision import autocast  # noqa: E402
+from irstd_ros.runtime.precision import autocast  # noqa: E402
 from training.losses import build_loss  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

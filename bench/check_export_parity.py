@@ -18,13 +18,13 @@ import time
 
 import numpy as np
 
-from irstd_ros.backends import unavailable
-from irstd_ros.checkpoints import card_threshold, ships_weights
+from irstd_ros.runtime.backends import unavailable
+from irstd_ros.runtime.checkpoints import card_threshold, ships_weights
 from irstd_ros.cli.demo import SAMPLE
-from irstd_ros.datasets import read_image
-from irstd_ros.detector import Detector, DetectorConfig
+from irstd_ros.eval.datasets import read_image
+from irstd_ros.runtime.detector import Detector, DetectorConfig
 from irstd_ros.machine import machine_description
-from irstd_ros.metrics import components
+from irstd_ros.eval.metrics import components
 from irstd_ros.models import list_models, model_cfg
 from irstd_ros.progress import progress
 

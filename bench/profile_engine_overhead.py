@@ -23,10 +23,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_backends import frame, speed_probe  # noqa: E402
 from timing import median_ms  # noqa: E402
-from irstd_ros import image_codec  # noqa: E402
-from irstd_ros.detector import Detector, DetectorConfig  # noqa: E402
+from irstd_ros.ros import image_codec  # noqa: E402
+from irstd_ros.runtime.detector import Detector, DetectorConfig  # noqa: E402
 from irstd_ros.machine import machine_description  # noqa: E402
-from irstd_ros.pipeline import postprocess, preprocess, restore  # noqa: E402
+from irstd_ros.runtime.pipeline import postprocess, preprocess, restore  # noqa: E402
 
 
 def main() -> int:

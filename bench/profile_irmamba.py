@@ -95,7 +95,7 @@ def levels(args) -> None:
 def _real_batch(n: int = 4, crop: int = 192):
     """The first ``n`` SIRST-v1 `train` frames at the paper size, centre-cropped, with their masks."""
     import numpy as np
-    from irstd_ros.datasets import IRSTDDataset
+    from irstd_ros.eval.datasets import IRSTDDataset
     ds = IRSTDDataset(str(Path(__file__).resolve().parents[2] / "shared" / "datasets" / "sirst-v1"), "train",
                       protocol="paper", size=256)
     o = (256 - crop) // 2

@@ -1,14 +1,14 @@
 """ros2 launch irstd_ros detector.launch.py model:=lrrnet [namespace:=irstd] [image_topic:=/thermal/image_raw]
 [params_file:=...] [use_sim_time:=false] [log_level:=info]
 
-A thin layer over irstd_ros.launch_config.detector_node_config, which is unit-tested.
+A thin layer over irstd_ros.ros.launch_config.detector_node_config, which is unit-tested.
 """
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode
 
-from irstd_ros.launch_config import detector_node_config
+from irstd_ros.ros.launch_config import detector_node_config
 
 ARGS = {
     "model": ("lrrnet", "network: a registered model with a config/<model>.yaml (lrrnet, lrrnet_small, irmamba, irsam, irstd_diff)"),

@@ -92,10 +92,10 @@ def clean_sample_frame(model: str = "lrrnet", threshold: float = 0.5):
     import numpy as np
 
     from irstd_ros.cli.demo import SAMPLE
-    from irstd_ros.datasets import read_image, read_mask
-    from irstd_ros.detector import Detector, DetectorConfig
-    from irstd_ros.metrics import components
-    from irstd_ros.pipeline import postprocess
+    from irstd_ros.eval.datasets import read_image, read_mask
+    from irstd_ros.runtime.detector import Detector, DetectorConfig
+    from irstd_ros.eval.metrics import components
+    from irstd_ros.runtime.pipeline import postprocess
     det = Detector(DetectorConfig(model=model))
     for name in (SAMPLE / "splits" / "demo.txt").read_text().split():
         img8 = (read_image(SAMPLE / "images" / f"{name}.png") * 255).round().astype(np.uint8)

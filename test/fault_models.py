@@ -1,7 +1,7 @@
 """Test-only models that fail on command, for fault injection into the detector node's own process.
 
 The node imports this module when ``IRSTD_TEST_MODEL_MODULES=fault_models``
-(see :func:`irstd_ros.detector_node.import_test_models`); the test process never
+(see :func:`irstd_ros.ros.detector_node.import_test_models`); the test process never
 does, so ``fault_probe`` stays out of its registry (tests run over every
 registered model). A checkpoint written by ``ros_harness.fault_checkpoint``
 picks the failure through its ``model_args``:

@@ -9,7 +9,7 @@ import numpy as np
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from irstd_ros.stream_client import StreamClient, make_image
+from irstd_ros.ros.stream_client import StreamClient, make_image
 
 ns, w, h, timeout = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 client = StreamClient(namespace=ns)

@@ -35,9 +35,9 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from vision_msgs.msg import Detection2DArray, LabelInfo  # noqa: E402
 
-from irstd_ros.background_spin import BackgroundSpin  # noqa: E402
+from irstd_ros.ros.background_spin import BackgroundSpin  # noqa: E402
 
-DETECTOR = [sys.executable, "-m", "irstd_ros.detector_node"]
+DETECTOR = [sys.executable, "-m", "irstd_ros.ros.detector_node"]
 TEST_DIR = Path(__file__).resolve().parent
 
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from irstd_ros.backends import BACKEND_PRECISIONS, BACKENDS, pair_problem, unavailable
-from irstd_ros.backends.cache import EngineCache
-from irstd_ros.datasets import read_image
-from irstd_ros.detector import Detector, DetectorConfig
-from irstd_ros.metrics import components
+from irstd_ros.runtime.backends import BACKEND_PRECISIONS, BACKENDS, pair_problem, unavailable
+from irstd_ros.runtime.backends.cache import EngineCache
+from irstd_ros.eval.datasets import read_image
+from irstd_ros.runtime.detector import Detector, DetectorConfig
+from irstd_ros.eval.metrics import components
 from irstd_ros.models import model_cfg
-from irstd_ros.pipeline import preprocess
+from irstd_ros.runtime.pipeline import preprocess
 
 from conftest import architectures, tiny_checkpoint, visible_noise  # noqa: I100
 

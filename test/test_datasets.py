@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from irstd_ros.datasets import IRSTDDataset, paper_size, read_image, read_mask, resize_pair
+from irstd_ros.eval.datasets import IRSTDDataset, paper_size, read_image, read_mask, resize_pair
 from irstd_ros.errors import DatasetError
 
 GREY = (np.arange(35 * 17).reshape(17, 35) % 256).astype(np.uint8)  # odd size: 35 x 17

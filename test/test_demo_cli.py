@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from irstd_ros.checkpoints import ships_weights
+from irstd_ros.runtime.checkpoints import ships_weights
 from irstd_ros.models import list_models
 
 from conftest import tiny_checkpoint  # noqa: I100

@@ -7,9 +7,9 @@ import time
 import numpy as np
 import pytest
 
-from irstd_ros.detector import Detector, DetectorConfig
-from irstd_ros.metrics import components
-from irstd_ros.pipeline import postprocess
+from irstd_ros.runtime.detector import Detector, DetectorConfig
+from irstd_ros.eval.metrics import components
+from irstd_ros.runtime.pipeline import postprocess
 
 from conftest import architectures, clean_sample_frame, tiny_checkpoint, visible_noise  # noqa: I100
 from ros_harness import Harness, image_from_array, running_detector, start_detector, stamp_key, wait_log  # noqa: I100,E501
@@ -198,7 +198,7 @@ def test_lifecycle_transitions(graph, frame):
 def test_weights_swap_at_runtime_and_a_corrupt_swap_keeps_the_old_model(graph, frame, tmp_path):
     h, proc, log = graph
     img8, _ = frame
-    from irstd_ros.checkpoints import default_weights
+    from irstd_ros.runtime.checkpoints import default_weights
     copy = tmp_path / "copy.pt"
     shutil.copyfile(default_weights("lrrnet"), copy)
     assert h.set_param("weights", str(copy)).successful

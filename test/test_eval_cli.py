@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from irstd_ros.checkpoints import default_weights, ships_weights
-from irstd_ros.datasets import IRSTDDataset, read_mask
-from irstd_ros.metrics import MetricAccumulator
+from irstd_ros.runtime.checkpoints import default_weights, ships_weights
+from irstd_ros.eval.datasets import IRSTDDataset, read_mask
+from irstd_ros.eval.metrics import MetricAccumulator
 
 from conftest import architectures, tiny_checkpoint
 

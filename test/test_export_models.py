@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from irstd_ros.datasets import read_image
+from irstd_ros.eval.datasets import read_image
 from irstd_ros.models import create_model, list_models, model_cfg
 from irstd_ros.ops import deploy
-from irstd_ros.pipeline import preprocess
+from irstd_ros.runtime.pipeline import preprocess
 
 SAMPLE = Path(__file__).resolve().parents[1] / "irstd_ros" / "sample" / "sirst-v1" / "images" / "Misc_58.png"
 

@@ -19,10 +19,10 @@ import time
 import numpy as np
 import pytest
 
-from irstd_ros.checkpoints import default_weights
-from irstd_ros.datasets import read_image
-from irstd_ros.node_params import PARAMS
-from irstd_ros.pipeline import postprocess
+from irstd_ros.runtime.checkpoints import default_weights
+from irstd_ros.eval.datasets import read_image
+from irstd_ros.ros.node_params import PARAMS
+from irstd_ros.runtime.pipeline import postprocess
 
 from ros_harness import FAULT_GAIN, FAULT_MODEL as FAULT, fault_checkpoint, image_from_array  # noqa: I100
 from ros_harness import rss_mb, running_detector, stamp_key  # noqa: I100

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from irstd_ros.datasets import read_image
+from irstd_ros.eval.datasets import read_image
 from irstd_ros.errors import ImageFormatError
-from irstd_ros.image_codec import decode, encode, to_array
+from irstd_ros.ros.image_codec import decode, encode, to_array
 
 RNG = np.random.default_rng(0)
 G8 = RNG.integers(0, 256, (7, 9), dtype=np.uint8)

@@ -11,14 +11,14 @@ import onnx
 import pytest
 import torch
 
-from irstd_ros.backends import unavailable
-from irstd_ros.backends.cache import EngineCache, weights_digest
-from irstd_ros.backends.int8 import Int8Unavailable, quantize, ranges_path, read_ranges
-from irstd_ros.checkpoints import card_threshold, default_weights
-from irstd_ros.detector import Detector, DetectorConfig, config_problem
-from irstd_ros.metrics import components
+from irstd_ros.runtime.backends import unavailable
+from irstd_ros.runtime.backends.cache import EngineCache, weights_digest
+from irstd_ros.runtime.backends.int8 import Int8Unavailable, quantize, ranges_path, read_ranges
+from irstd_ros.runtime.checkpoints import card_threshold, default_weights
+from irstd_ros.runtime.detector import Detector, DetectorConfig, config_problem
+from irstd_ros.eval.metrics import components
 from irstd_ros.ops.deploy import export_onnx
-from irstd_ros.pipeline import postprocess
+from irstd_ros.runtime.pipeline import postprocess
 
 from conftest import clean_sample_frame  # noqa: I100
 from ros_harness import image_from_array, running_detector, stamp_key  # noqa: I100

@@ -194,7 +194,7 @@ def test_paper_configuration_parts():
 
 
 def test_detector_knobs_apply_refuse_and_auto_restores_the_shipped_setting(tmp_path):
-    from irstd_ros.detector import Detector, DetectorConfig
+    from irstd_ros.runtime.detector import Detector, DetectorConfig
     path = tiny_checkpoint(tmp_path / "irstd_diff_tiny.pt", "irstd_diff", mode="ce", sampling_steps=3)
     det = Detector(DetectorConfig(model="irstd_diff", weights=str(path), knobs={"mode": "auto", "sampling_steps": 0}))
     assert (det.model.mode, det.model.sampling_steps) == ("ce", 3)             # auto: as the weights were shipped
@@ -212,7 +212,7 @@ def test_detector_knobs_apply_refuse_and_auto_restores_the_shipped_setting(tmp_p
 
 
 def test_knob_parameters_are_declared_per_model_with_ranges():
-    from irstd_ros.node_params import knob_specs, split_knob, validate
+    from irstd_ros.ros.node_params import knob_specs, split_knob, validate
     specs = knob_specs()
     assert {"irstd_diff.mode", "irstd_diff.sampler", "irstd_diff.sampling_steps", "irstd_diff.seed"} <= set(specs)
     assert split_knob("irstd_diff.sampling_steps") == ("irstd_diff", "sampling_steps") and split_knob("threshold") is None
@@ -230,7 +230,7 @@ def test_sampling_is_chosen_on_val_and_ships_with_the_weights(tmp_path, tiny_sir
     import yaml
 
     from conftest import REPO
-    from irstd_ros.detector import Detector, DetectorConfig
+    from irstd_ros.runtime.detector import Detector, DetectorConfig
     from training import choose_sampling, export_weights
 
     cfg = {"model": "irstd_diff", "model_args": dict(model_cfg("irstd_diff").tiny_args),

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from irstd_ros.launch_config import command_line, config_dir, detector_node_config
-from irstd_ros.node_params import PARAMS, SPECS, validate
+from irstd_ros.ros.launch_config import command_line, config_dir, detector_node_config
+from irstd_ros.ros.node_params import PARAMS, SPECS, validate
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def _flatten(params: dict, prefix: str = "") -> dict:
 
 
 def test_shipped_config_matches_the_declared_parameters():
-    from irstd_ros.node_params import knob_specs
+    from irstd_ros.ros.node_params import knob_specs
     for path in (REPO / "config").glob("*.yaml"):
         params = _flatten(yaml.safe_load(path.read_text())["/**"]["ros__parameters"])
         for name, value in params.items():
@@ -79,7 +79,7 @@ def test_parameter_table_is_self_consistent():
 
 def test_readme_documents_every_parameter_and_topic():
     text = (REPO / "README.md").read_text()
-    from irstd_ros.node_params import knob_specs
+    from irstd_ros.ros.node_params import knob_specs
     for spec in list(PARAMS) + list(knob_specs().values()):
         assert f"`{spec.name}`" in text, spec.name
     for topic in ("image", "detections", "mask", "scores", "overlay", "label_info", "/diagnostics"):
@@ -105,8 +105,8 @@ def test_launch_file_builds_a_lifecycle_node():
 
 def test_the_launch_helper_imports_neither_torch_nor_rclpy():
     """``ros2 launch`` must not pay torch's import (seconds) before the node starts."""
-    code = ("import sys; from irstd_ros.launch_config import detector_node_config; "
-            "import irstd_ros.node_params; detector_node_config(); "
+    code = ("import sys; from irstd_ros.ros.launch_config import detector_node_config; "
+            "import irstd_ros.ros.node_params; detector_node_config(); "
             "print(sorted(m for m in ('torch', 'rclpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out

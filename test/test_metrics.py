@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from irstd_ros.metrics import MetricAccumulator, bootstrap_ci, match_targets, resampled_metrics
+from irstd_ros.eval.metrics import MetricAccumulator, bootstrap_ci, match_targets, resampled_metrics
 
 
 # ---- an independent, obviously-correct implementation: flood fill + loops -------------------------

@@ -9,7 +9,7 @@ import torch
 from irstd_ros.models import ModelCfg, create_model, list_models, model_cfg, register_model
 from irstd_ros.models import registry
 from irstd_ros.models.lrrnet import LRRNet, ResBlock, SelfAttention2d
-from irstd_ros.pipeline import postprocess, preprocess, restore
+from irstd_ros.runtime.pipeline import postprocess, preprocess, restore
 
 
 def test_registry():
@@ -36,7 +36,7 @@ def test_a_factory_with_capitals_is_listed_and_built_by_any_spelling():
 
 
 def test_input_size_is_checked_against_the_models_own_stride():
-    from irstd_ros.node_params import stride_problem
+    from irstd_ros.ros.node_params import stride_problem
 
     @register_model(ModelCfg(stride=32))
     def stride32():
@@ -164,8 +164,8 @@ def test_shipped_lrrnet_channels_last_agrees_with_contiguous_on_real_frames():
     """The layout the Detector runs on CPUs gives the contiguous layout's logits on a real frame and on the same
     frame as a warm flat 16-bit scene would arrive (0.5 + 0.05 x): with torch's own GroupNorm they differed by
     0.042 and 0.032."""
-    from irstd_ros.checkpoints import load_model
-    from irstd_ros.datasets import read_image
+    from irstd_ros.runtime.checkpoints import load_model
+    from irstd_ros.eval.datasets import read_image
     from irstd_ros.cli.demo import SAMPLE
     img = torch.from_numpy(read_image(SAMPLE / "images" / "Misc_70.png"))[None, None, :224, :320]
     m, _ = load_model("lrrnet")

@@ -7,10 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from irstd_ros.backends import unavailable
-from irstd_ros.datasets import read_image
-from irstd_ros.detector import Detector, DetectorConfig
-from irstd_ros.pipeline import postprocess
+from irstd_ros.runtime.backends import unavailable
+from irstd_ros.eval.datasets import read_image
+from irstd_ros.runtime.detector import Detector, DetectorConfig
+from irstd_ros.runtime.pipeline import postprocess
 
 from ros_harness import image_from_array, running_detector, wait_log  # noqa: I100
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from irstd_ros.checkpoints import default_weights
-from irstd_ros.datasets import read_image
+from irstd_ros.runtime.checkpoints import default_weights
+from irstd_ros.eval.datasets import read_image
 
 from ros_harness import FAULT_MODEL as FAULT, Harness, fault_checkpoint, image_from_array, start_detector  # noqa: I100
 from ros_harness import running_detector, stop_detector, wait_log  # noqa: I100

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from irstd_ros.precision import resolve_precision
+from irstd_ros.runtime.precision import resolve_precision
 
 
 @pytest.mark.parametrize("capability, want", [((6, 1), "fp32"), ((7, 0), "fp32"), ((7, 5), "fp32"),

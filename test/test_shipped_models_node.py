@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from irstd_ros.checkpoints import card_threshold, ships_weights
-from irstd_ros.metrics import components
+from irstd_ros.runtime.checkpoints import card_threshold, ships_weights
+from irstd_ros.eval.metrics import components
 from irstd_ros.models import list_models
 
 from conftest import clean_sample_frame  # noqa: I100

@@ -145,9 +145,9 @@ def test_ddp_backend_follows_the_training_device():
 
 def test_error_breakdown_accounts_for_every_lost_pixel(tiny_sirst, capsys):
     """Its IoU equals the metrics module's, and missed + false pixels = union - intersection."""
-    from irstd_ros.datasets import IRSTDDataset, paper_size
-    from irstd_ros.detector import Detector, DetectorConfig
-    from irstd_ros.metrics import MetricAccumulator
+    from irstd_ros.eval.datasets import IRSTDDataset, paper_size
+    from irstd_ros.runtime.detector import Detector, DetectorConfig
+    from irstd_ros.eval.metrics import MetricAccumulator
     from training import error_breakdown
 
     assert error_breakdown.main([str(REPO / "irstd_ros/weights/lrrnet_sirst-v1.pt"), "--data", str(tiny_sirst),
@@ -166,7 +166,7 @@ def test_error_breakdown_accounts_for_every_lost_pixel(tiny_sirst, capsys):
 def test_a_trainval_fit_exports_with_its_predecessors_threshold(tmp_path, tiny_sirst):
     """No val split: the final epoch ships, the card says so and keeps the val-chosen threshold
     of the card it inherits from; the detector then runs at that threshold."""
-    from irstd_ros.checkpoints import card_threshold
+    from irstd_ros.runtime.checkpoints import card_threshold
     from training import export_weights
 
     cfg = tiny_config(tmp_path, tiny_sirst, epochs=1,

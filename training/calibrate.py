@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from irstd_ros.datasets import IRSTDDataset
-from irstd_ros.detector import Detector, DetectorConfig
+from irstd_ros.eval.datasets import IRSTDDataset
+from irstd_ros.runtime.detector import Detector, DetectorConfig
 from irstd_ros.errors import CheckpointError, IRSTDError, one_line
-from irstd_ros.metrics import MetricAccumulator
+from irstd_ros.eval.metrics import MetricAccumulator
 
 from . import checkpoint
 

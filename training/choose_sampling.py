@@ -16,11 +16,11 @@ import json
 import sys
 from pathlib import Path
 
-from irstd_ros.checkpoints import operating_threshold
-from irstd_ros.datasets import IRSTDDataset, PROTOCOLS
-from irstd_ros.detector import Detector, DetectorConfig
+from irstd_ros.runtime.checkpoints import operating_threshold
+from irstd_ros.eval.datasets import IRSTDDataset, PROTOCOLS
+from irstd_ros.runtime.detector import Detector, DetectorConfig
 from irstd_ros.errors import IRSTDError, one_line
-from irstd_ros.evaluation import evaluate
+from irstd_ros.eval.runner import evaluate
 from irstd_ros.machine import machine_description
 
 

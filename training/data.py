@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from irstd_ros.datasets import IRSTDDataset, paper_size
+from irstd_ros.eval.datasets import IRSTDDataset, paper_size
 
 
 class TrainData:

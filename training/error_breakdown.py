@@ -14,7 +14,7 @@ import sys
 import cv2
 import numpy as np
 
-from irstd_ros.datasets import IRSTDDataset, paper_size
+from irstd_ros.eval.datasets import IRSTDDataset, paper_size
 from .calibrate import checkpoint_detector, checkpoint_split_parser, run_tool
 
 

@@ -5,7 +5,7 @@
     python -m training.quantize irstd_ros/weights/lrrnet_sirst-v1.pt --model lrrnet \\
         --record-test paper=eval_int8_paper.json     # after one irstd-eval ... --precision int8 --split test
 
-MinMax activation ranges (:mod:`irstd_ros.backends.int8`) over ``--frames``
+MinMax activation ranges (:mod:`irstd_ros.runtime.backends.int8`) over ``--frames``
 frames spread evenly over the ``train`` split (trainval less val, so the gate's
 val frames never set a range), paper protocol. The gate (issue 16): the int8
 model, run by ``--backend`` exactly as the node runs it, is accepted only if its
@@ -29,15 +29,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from irstd_ros.backends.cache import weights_digest
-from irstd_ros.backends.int8 import FORMAT, OP_TYPES, calibrate, export_fp32_for_int8, ranges_path, read_ranges
-from irstd_ros.checkpoints import operating_threshold
-from irstd_ros.datasets import IRSTDDataset
-from irstd_ros.detector import Detector, DetectorConfig
+from irstd_ros.runtime.backends.cache import weights_digest
+from irstd_ros.runtime.backends.int8 import FORMAT, OP_TYPES, calibrate, export_fp32_for_int8, ranges_path, read_ranges
+from irstd_ros.runtime.checkpoints import operating_threshold
+from irstd_ros.eval.datasets import IRSTDDataset
+from irstd_ros.runtime.detector import Detector, DetectorConfig
 from irstd_ros.errors import IRSTDError
 from irstd_ros.machine import machine_description
 from irstd_ros.models import model_cfg
-from irstd_ros.pipeline import preprocess
+from irstd_ros.runtime.pipeline import preprocess
 
 from .calibrate import run_tool, sweep
 

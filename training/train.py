@@ -26,12 +26,12 @@ import yaml
 from tqdm import tqdm
 
 from irstd_ros.machine import machine_description
-from irstd_ros.datasets import IRSTDDataset, paper_size
+from irstd_ros.eval.datasets import IRSTDDataset, paper_size
 from irstd_ros.errors import IRSTDError
-from irstd_ros.metrics import MetricAccumulator
+from irstd_ros.eval.metrics import MetricAccumulator
 from irstd_ros.models import create_model, model_cfg
-from irstd_ros.pipeline import preprocess, restore, run_model
-from irstd_ros.precision import autocast, resolve_precision
+from irstd_ros.runtime.pipeline import preprocess, restore, run_model
+from irstd_ros.runtime.precision import autocast, resolve_precision
 
 from . import checkpoint
 from .config import ConfigError, load_config

@@ -27,8 +27,8 @@ def knob_ros_args(model: str, items: Sequence[str]) -> list:
 
 def add_engine_args(parser) -> None:
     """``--backend``, ``--precision`` and ``--cache-dir``, the same choices as the node's parameters."""
-    from ..backends import BACKENDS, DESCRIPTION
-    from ..precision import PRECISIONS
+    from ..runtime.backends import BACKENDS, DESCRIPTION
+    from ..runtime.precision import PRECISIONS
     parser.add_argument("--backend", default="torch", choices=BACKENDS, help=DESCRIPTION)
     parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="auto: what the backend runs fastest here (bf16 on CPUs with native bf16); int8: openvino "

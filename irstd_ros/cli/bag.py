@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import image_codec
-from ..bags import BAG_ENCODINGS, STORAGES, BagError, BagReader, find_topic, make_bag
+from ..ros import image_codec
+from ..ros.bags import BAG_ENCODINGS, STORAGES, BagError, BagReader, find_topic, make_bag
 from ..errors import IRSTDError, one_line
-from ..evaluation import latency_summary
-from ..metrics import MetricAccumulator
-from ..pipeline import postprocess
+from ..eval.runner import latency_summary
+from ..eval.metrics import MetricAccumulator
+from ..runtime.pipeline import postprocess
 from ..progress import progress
 from ..machine import machine_description
 from . import add_engine_args, engine_config, engine_ros_args, knob_ros_args, parse_knobs
@@ -119,7 +119,7 @@ class Scorer:
         elif self.gts:
             self.unmatched += 1
         if keep_overlay and len(self.overlays) < 8:
-            from ..plots import overlay
+            from ..eval.plots import overlay
             self.overlays.append(overlay(grey, gt, scores > self.threshold))
 
     def summary(self) -> dict:
@@ -133,7 +133,7 @@ class Scorer:
 
 
 def eval_offline(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
-    from ..detector import Detector, DetectorConfig
+    from ..runtime.detector import Detector, DetectorConfig
     det = Detector(DetectorConfig(model=args.model, weights=args.weights or None, knobs=parse_knobs(args.knob),
                                   **engine_config(args)))
     det.warmup()
@@ -152,8 +152,8 @@ def eval_offline(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
 
 def eval_live(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
     os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="irstd-bag-log-"))
-    from ..bag_live import play
-    from ..stream_client import StreamClient, mask_from_msg, start_detector, stop
+    from ..ros.bag_live import play
+    from ..ros.stream_client import StreamClient, mask_from_msg, start_detector, stop
     frames = {stamp: img for stamp, img in reader.images(img_topic)}
     order = list(frames)
     ns = f"irstd_bag_eval_{os.getpid()}"
@@ -199,7 +199,7 @@ def eval_live(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
 
 def cmd_eval(args) -> int:
     if args.threshold is None:
-        from ..checkpoints import card_threshold
+        from ..runtime.checkpoints import card_threshold
         args.threshold = card_threshold(args.model, args.weights or None)
     if not 0 < args.threshold < 1:
         raise BagError("--threshold must be in (0, 1)")
@@ -245,7 +245,7 @@ def cmd_make(args) -> int:
 
 
 def cmd_play(args) -> int:
-    from ..bag_live import play
+    from ..ros.bag_live import play
     remap = dict(item.split(":=", 1) for item in args.remap)
     n = play(args.bag, args.topics, args.rate, args.clock, remap, delay=args.delay)
     print(f"published {n} messages")
@@ -253,7 +253,7 @@ def cmd_play(args) -> int:
 
 
 def cmd_record(args) -> int:
-    from ..bag_live import Recorder, ensure_rclpy
+    from ..ros.bag_live import Recorder, ensure_rclpy
     rclpy = ensure_rclpy()
     topics = {}
     probe = rclpy.create_node(f"irstd_bag_probe_{os.getpid()}")

@@ -45,7 +45,7 @@ def parse_size(text: str):
 
 
 def check(cache_dir: str) -> int:
-    from ..backends.cache import EngineCache
+    from ..runtime.backends.cache import EngineCache
     cache = EngineCache(cache_dir or None)
     results = cache.check()
     for path, problem in results:
@@ -56,9 +56,9 @@ def check(cache_dir: str) -> int:
 
 
 def build(args) -> int:
-    from ..backends.cache import EngineCache
-    from ..detector import Detector, DetectorConfig
-    from ..pipeline import preprocess
+    from ..runtime.backends.cache import EngineCache
+    from ..runtime.detector import Detector, DetectorConfig
+    from ..runtime.pipeline import preprocess
     from ..progress import progress
     models = args.model or ["lrrnet"]
     if args.weights and len(models) > 1:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..datasets import IRSTDDataset
+from ..eval.datasets import IRSTDDataset
 from ..errors import IRSTDError, one_line
-from ..metrics import MetricAccumulator, components
+from ..eval.metrics import MetricAccumulator, components
 from . import add_engine_args, engine_config, engine_ros_args, knob_ros_args, parse_knobs
 from .eval import format_table
 
@@ -46,9 +46,9 @@ def parse(argv):
 
 
 def offline(args) -> int:
-    from ..detector import Detector, DetectorConfig
-    from ..evaluation import evaluate
-    from ..pipeline import postprocess
+    from ..runtime.detector import Detector, DetectorConfig
+    from ..eval.runner import evaluate
+    from ..runtime.pipeline import postprocess
     ds = IRSTDDataset(args.data, args.split, protocol="native")
     det = Detector(DetectorConfig(model=args.model, weights=args.weights or None, knobs=parse_knobs(args.knob),
                                   **engine_config(args)))
@@ -80,8 +80,8 @@ def live(args) -> int:
         os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
         os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))
     os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="irstd-demo-log-"))
-    from ..evaluation import latency_summary
-    from ..stream_client import StreamClient, make_image, mask_from_msg, start_detector, stop
+    from ..eval.runner import latency_summary
+    from ..ros.stream_client import StreamClient, make_image, mask_from_msg, start_detector, stop
 
     ds = IRSTDDataset(args.data, args.split, protocol="native")
     samples = [ds.load(n) for n in ds.names]
@@ -142,7 +142,7 @@ def live(args) -> int:
 def check_weights(model: str, weights: str) -> None:
     """Fail here, in one line, on weights the node could not load (it would stay unconfigured and
     the demo would wait for it): none shipped for the model, missing, corrupt, or another model's."""
-    from ..checkpoints import read_checkpoint_for
+    from ..runtime.checkpoints import read_checkpoint_for
     read_checkpoint_for(model, weights or None)
 
 
@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     args = parse(argv)
     try:
         if args.threshold is None:
-            from ..checkpoints import card_threshold
+            from ..runtime.checkpoints import card_threshold
             args.threshold = card_threshold(args.model, args.weights or None)
         if not 0 < args.threshold < 1:
             raise IRSTDError("--threshold must be in (0, 1)")

@@ -10,13 +10,13 @@ import math
 import sys
 from pathlib import Path
 
-from ..checkpoints import operating_threshold
-from ..datasets import PROTOCOLS, IRSTDDataset
-from ..detector import Detector, DetectorConfig
+from ..runtime.checkpoints import operating_threshold
+from ..eval.datasets import PROTOCOLS, IRSTDDataset
+from ..runtime.detector import Detector, DetectorConfig
 from ..errors import IRSTDError, one_line
 from ..machine import machine_description
-from ..evaluation import MaskWriter, evaluate
-from ..metrics import bootstrap_ci
+from ..eval.runner import MaskWriter, evaluate
+from ..eval.metrics import bootstrap_ci
 from ..models import list_models
 from . import add_engine_args, engine_config, parse_knobs
 
@@ -76,7 +76,7 @@ def run(args) -> dict:
         if writer:
             writer(sample, probs)
         if args.plots and len(overlays) < 6:
-            from ..plots import overlay
+            from ..eval.plots import overlay
             overlays.append((sample.name, overlay(sample.image, sample.mask, probs > args.threshold)))
 
     res = evaluate(det, (ds.load(n) for n in names), args.threshold, on_prediction, total=len(names))
@@ -101,7 +101,7 @@ def run(args) -> dict:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
     if args.plots:
-        from ..plots import write_plots
+        from ..eval.plots import write_plots
         write_plots(args.plots, acc, f"{args.model} on {res['dataset']}/{args.split} ({args.protocol})", overlays)
     return res
 

@@ -44,7 +44,7 @@ class ModelCfg:
     # (model, {part: compiled callable}, image) -> mask logits: the forward pass over compiled export parts
     # (IRSTD-Diff's sampling loop around its compiled step); None: the single part "model" is the forward pass
     run_parts: Optional[Callable[[Any, Dict[str, Callable], Any], Any]] = None
-    # deployment backends this network runs under (irstd_ros.backends.BACKENDS names)
+    # deployment backends this network runs under (irstd_ros.runtime.backends.BACKENDS names)
     backends: Tuple[str, ...] = ("torch", "openvino", "onnxruntime", "tensorrt")
     knobs: Tuple[Knob, ...] = ()                  # node parameters ``<model>.<knob>``, live (see Knob)
     # another registered model this one only re-configures (same module and class, other widths): the tests of

@@ -13,10 +13,10 @@ from typing import Any, Dict, Optional, Tuple
 
 import torch
 
-from .errors import CheckpointError
-from .models import create_model, model_cfg
+from ..errors import CheckpointError
+from ..models import create_model, model_cfg
 
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
 def default_weights(model: str) -> Path:

@@ -24,7 +24,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 
-from ..errors import IRSTDError
+from ...errors import IRSTDError
 
 FORMAT = 1
 OP_TYPES = ("Conv", "MatMul")
@@ -87,7 +87,7 @@ def _quantize_with(fp32_onnx: Path, out: Path, cache_json: Optional[Path], reade
 
     from onnxruntime.quantization import quantize_static
 
-    from ..ops.deploy import quiet_exporter
+    from ...ops.deploy import quiet_exporter
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # ORT's quantiser logs a pre-processing hint on the root logger at every call
@@ -147,14 +147,14 @@ def quantize(fp32_onnx: str | Path, out: str | Path, ranges: Dict[str, List[floa
 def export_fp32_for_int8(module, inputs: Sequence, out: str | Path) -> Path:
     """The fp32 graph int8 works on, both when calibrating (``training/quantize.py``) and when quantising a new
     frame size: exported with onnxscript's optimizer, because the calibrated ranges name that graph's tensors."""
-    from ..ops.deploy import export_onnx
+    from ...ops.deploy import export_onnx
     return export_onnx(module, inputs, out, optimize=True)
 
 
 def export_for(precision: str, module, inputs: Sequence, out: str | Path, int8_ranges: Optional[Dict] = None) -> Path:
     """The ONNX file a CPU engine builds from, at these inputs' shapes: fp32 for every precision but int8, whose
     fp32 export is then quantised with ``int8_ranges`` (bf16 is an engine hint, not a different graph)."""
-    from ..ops.deploy import export_onnx
+    from ...ops.deploy import export_onnx
     if precision != "int8":
         return export_onnx(module, inputs, out)
     with tempfile.TemporaryDirectory() as tmp:

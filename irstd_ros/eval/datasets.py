@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 PROTOCOLS = ("paper", "native")
 PAPER_SIZES = {"sirst-v1": 256, "nuaa-sirst": 256, "nudt-sirst": 256, "irstd-1k": 512}

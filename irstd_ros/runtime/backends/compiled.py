@@ -17,11 +17,11 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ..models import model_cfg
+from ...models import model_cfg
 from . import engine
 from .cache import EngineCache, EntryKey, Lookup, device_signature, weights_digest
 
-log = logging.getLogger("irstd_ros.backends")
+log = logging.getLogger("irstd_ros.runtime.backends")
 DEFAULT_MAX_SHAPES = 4
 
 
@@ -43,7 +43,7 @@ class CompiledModel:
                  device: str = "cpu", cache: Optional[EngineCache] = None, max_shapes: int = DEFAULT_MAX_SHAPES,
                  report: Optional[Callable[[str, bool], None]] = None):
         """``report(line, is_warning)`` receives one line per engine built, loaded or rebuilt (default: the
-        ``irstd_ros.backends`` logger)."""
+        ``irstd_ros.runtime.backends`` logger)."""
         self.report = report or (lambda line, warn: log.log(logging.WARNING if warn else logging.INFO, line))
         self.name, self.model, self.backend, self.precision, self.device = name, model, backend, precision, device
         self.engine = engine(backend)

@@ -61,7 +61,7 @@ def weights_digest(path: str | Path) -> str:
 @functools.lru_cache(maxsize=1)
 def source_digest() -> str:
     """SHA-256 over the package's model, layer and op sources: a code change that alters a graph is a new key."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]  # the irstd_ros package
     h = hashlib.sha256()
     for sub in _SOURCE_DIRS:
         for path in sorted((root / sub).rglob("*")):

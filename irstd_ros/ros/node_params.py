@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
-from .backends import BACKENDS, DESCRIPTION as BACKEND_DESCRIPTION
+from ..runtime.backends import BACKENDS, DESCRIPTION as BACKEND_DESCRIPTION
 from .image_codec import DEFAULT_MAX_PIXELS, NORMALIZATIONS
-from .precision import PRECISIONS
+from ..runtime.precision import PRECISIONS
 
 RELIABILITIES = ("best_effort", "reliable")
 DEVICE_SYNTAX = re.compile(r"cpu|cuda(:(0|[1-9][0-9]*))?")
@@ -31,7 +31,7 @@ class ParamSpec:
 
 
 def _models() -> Sequence[str]:
-    from .models import list_models  # imports torch: only the node, which has it already, gets here
+    from ..models import list_models  # imports torch: only the node, which has it already, gets here
     return list_models()
 
 
@@ -39,7 +39,7 @@ def stride_problem(model: str, input_size: int) -> Optional[str]:
     """Why ``input_size`` cannot be used with ``model`` (not a multiple of its registered stride), else None."""
     if not input_size:
         return None
-    from .models import model_cfg  # imports torch: only the node, which has it already, gets here
+    from ..models import model_cfg  # imports torch: only the node, which has it already, gets here
     try:
         stride = model_cfg(model).stride
     except KeyError:
@@ -93,7 +93,7 @@ def knob_specs() -> dict:
     own setting). Imports the models (torch): only the node and tests get here."""
     global _KNOB_SPECS
     if _KNOB_SPECS is None:
-        from .models import list_models, model_cfg
+        from ..models import list_models, model_cfg
         _KNOB_SPECS = {f"{m}.{k.name}": ParamSpec(f"{m}.{k.name}", k.auto, f"[{m}] {k.description}", range=k.range,
                                                    choices=k.choices)
                        for m in list_models() for k in model_cfg(m).knobs}

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 
 from .datasets import IRSTDDataset, Sample
-from .detector import Detector
+from ..runtime.detector import Detector
 from .metrics import MetricAccumulator
-from .progress import progress
+from ..progress import progress
 
 
 def evaluate(detector: Detector, samples: Iterable[Sample], threshold: float = 0.5,

@@ -38,7 +38,7 @@ def mask_from_msg(msg: Image) -> np.ndarray:
 def start_detector(namespace: str, model: str = "lrrnet", weights: Optional[str] = None,
                    threshold: Optional[float] = None, extra: Sequence[str] = ()) -> subprocess.Popen:
     """The detector node in its own process under ``/<namespace>`` (no overlay, warnings only)."""
-    cmd = [sys.executable, "-m", "irstd_ros.detector_node", "--ros-args", "-r", f"__ns:=/{namespace}",
+    cmd = [sys.executable, "-m", "irstd_ros.ros.detector_node", "--ros-args", "-r", f"__ns:=/{namespace}",
            "-p", f"model:={model}", "-p", "publish_overlay:=false", "--log-level", "warn", *extra]
     if threshold is not None:
         cmd += ["-p", f"threshold:={threshold}"]

@@ -26,7 +26,7 @@ from typing import Tuple
 
 import numpy as np
 
-from .errors import ImageFormatError
+from ..errors import ImageFormatError
 
 # encoding -> (channels, numpy dtype (little endian))
 ENCODINGS = {

@@ -13,7 +13,7 @@ import torch
 
 from .backends import BACKENDS, pair_problem, unavailable
 from .checkpoints import load_model
-from .models import model_cfg
+from ..models import model_cfg
 from .pipeline import Detection, postprocess, preprocess, restore, run_model, sigmoid
 from .precision import resolve_precision
 
@@ -24,7 +24,7 @@ __all__ = ["BACKENDS", "Detector", "DetectorConfig", "config_problem", "device_p
 class DetectorConfig:
     model: str = "lrrnet"
     weights: Optional[str] = None
-    backend: str = "torch"        # irstd_ros.backends.BACKENDS
+    backend: str = "torch"        # irstd_ros.runtime.backends.BACKENDS
     device: str = "cpu"
     precision: str = "auto"       # auto | fp32 | bf16 | fp16 | int8 (what the backend and device run: BACKEND_PRECISIONS)
     cache_dir: Optional[str] = None  # compiled engines (non-torch backends); None: the user's cache directory
@@ -68,7 +68,7 @@ def _int8_problem(cfg: DetectorConfig) -> Optional[str]:
     """Why these weights have no usable int8 ranges (checked at configure, before any export)."""
     from .backends.int8 import int8_problem
     from .checkpoints import default_weights
-    from .errors import CheckpointError
+    from ..errors import CheckpointError
     try:
         return int8_problem(cfg.weights or default_weights(cfg.model))
     except (CheckpointError, OSError) as exc:

@@ -9,7 +9,7 @@ Topics (relative to the node namespace, ``/irstd`` by default):
 
 Every output carries the input's header; boxes and masks are in the input's
 pixels. Inference runs on a worker thread that always takes the newest frame
-(:class:`~irstd_ros.frame_slot.FrameSlot`), never on the executor.
+(:class:`~irstd_ros.ros.frame_slot.FrameSlot`), never on the executor.
 """
 from __future__ import annotations
 
@@ -38,13 +38,13 @@ from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose, VisionClass
 
 from . import image_codec
-from .checkpoints import operating_threshold
-from .detector import Detector, DetectorConfig, config_problem, device_problem
-from .errors import ImageFormatError, one_line
+from ..runtime.checkpoints import operating_threshold
+from ..runtime.detector import Detector, DetectorConfig, config_problem, device_problem
+from ..errors import ImageFormatError, one_line
 from .frame_slot import FrameSlot
 from .node_params import PARAMS, knob_specs, split_knob, stride_problem, validate
-from .pipeline import Detection, postprocess
-from .plots import overlay as draw_overlay
+from ..runtime.pipeline import Detection, postprocess
+from ..eval.plots import overlay as draw_overlay
 
 RELOAD = tuple(p.name for p in PARAMS if p.effect == "reload")
 ENGINE_PARAMS = ("model", "weights", "backend", "device", "precision")  # checked together: can this machine run them?

@@ -46,7 +46,7 @@ def _cast(inputs: Sequence[torch.Tensor], dtype: torch.dtype, device: torch.devi
 def build(module, inputs: Sequence, entry: Path, precision: str, device: str = "cuda") -> List[str]:
     import torch_tensorrt
 
-    from ..ops.deploy import register_tensorrt_plugins, uses_irstd_ops
+    from ...ops.deploy import register_tensorrt_plugins, uses_irstd_ops
 
     dev = torch.device(device)
     net = copy.deepcopy(module).to(dev, DTYPES[precision]).eval()

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]  # the irstd_ros package
 
 
 def config_dir() -> Path:

@@ -3,7 +3,7 @@
 Bags hold CDR-serialised messages with their type hashes, exactly as ``ros2 bag
 record`` writes them, so ``ros2 bag info/play`` and plain mcap readers open them.
 This module has no rclpy in it: the live tools (play, record, live eval) are in
-:mod:`irstd_ros.bag_live`.
+:mod:`irstd_ros.ros.bag_live`.
 """
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .datasets import IRSTDDataset
-from .errors import IRSTDError
+from ..eval.datasets import IRSTDDataset
+from ..errors import IRSTDError
 
 STORAGES = ("mcap", "sqlite3")
 BAG_ENCODINGS = ("mono8", "mono16", "rgb8")
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 DETECTIONS_TYPE = "vision_msgs/msg/Detection2DArray"
-INTERFACES = Path(__file__).resolve().parents[1] / "interfaces" / "vision_msgs" / "msg"
+INTERFACES = Path(__file__).resolve().parents[2] / "interfaces" / "vision_msgs" / "msg"
 
 
 class BagError(IRSTDError):
