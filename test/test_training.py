@@ -288,3 +288,23 @@ def test_ship_calibrates_on_val_then_scores_test_once_into_the_card(tmp_path, si
     assert ship.main([str(out), "--model", "lrrnet", "--dst", str(tmp_path / "w3.pt"), "--work", str(tmp_path / "s4"),
                       "--threshold-from-card", str(stage1.with_suffix(".json"))]) == 2
     assert "calibrate on it, not from a card" in capsys.readouterr().err
+
+
+def test_compare_runs_reports_each_runs_best_and_settled_validation(tmp_path, capsys):
+    from training import compare_runs
+    for name, ious in (("a", [0.1, 0.5, 0.4, 0.45]), ("b", [0.2, 0.3, 0.6, 0.2])):
+        run = tmp_path / name
+        run.mkdir()
+        rows = [{"epoch": e + 1, "epoch_time_s": 1800.0, "loss": 1.0} for e in range(8)]
+        for i, iou in enumerate(ious):  # validated every second epoch
+            rows[2 * i + 1]["val"] = {"iou": iou, "niou": iou, "pd": 0.9, "fa": 1e-5}
+        (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert compare_runs.main([str(tmp_path / "a"), str(tmp_path / "b"), "--last", "2",
+                              "--json", str(tmp_path / "s.json")]) == 0
+    a, b = json.loads((tmp_path / "s.json").read_text())
+    assert (a["best_epoch"], a["best"]["iou"], b["best_epoch"], b["best"]["iou"]) == (4, 0.5, 6, 0.6)
+    assert a["tail_epochs"] == [6, 8] and a["tail_mean"]["iou"] == pytest.approx(0.425)
+    assert b["tail_mean"]["iou"] == pytest.approx(0.4) and b["tail_sd"]["iou"] == pytest.approx(0.2)
+    assert a["hours"] == pytest.approx(4.0)
+    assert "best ep   4: IoU 0.5000" in capsys.readouterr().out
+    assert compare_runs.main([str(tmp_path / "missing")]) == 2
