@@ -15,6 +15,7 @@ from conftest import architectures, clean_sample_frame, tiny_checkpoint, visible
 from ros_harness import Harness, image_from_array, running_detector, start_detector, stamp_key, wait_log  # noqa: I100,E501
 
 from lifecycle_msgs.msg import Transition  # noqa: E402
+from rclpy.qos import ReliabilityPolicy  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +194,10 @@ def test_lifecycle_transitions(graph, frame):
     assert h.state() == "active"
     h.wait_subscribed()
     assert roundtrip(h, image_from_array(img8, "mono8", next_stamp())) is not None
+    # the re-created subscription keeps the sensor-data profile and its (read-only) override parameters
+    subs = [i for i in h.node.get_subscriptions_info_by_topic("/irstd/image") if i.node_name == "detector"]
+    assert [i.qos_profile.reliability for i in subs] == [ReliabilityPolicy.BEST_EFFORT]
+    assert h.param("qos_overrides./irstd/image.subscription.depth") == 1
 
 
 def test_weights_swap_at_runtime_and_a_corrupt_swap_keeps_the_old_model(graph, frame, tmp_path):

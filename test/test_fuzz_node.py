@@ -59,12 +59,15 @@ def probe(tmp_path_factory) -> str:
     return str(fault_checkpoint(tmp_path_factory.mktemp("probe") / "probe.pt"))
 
 
+QOS = "qos_overrides./irstd_fuzz/image.subscription"  # ROS 2's standard QoS override parameters
+
+
 @pytest.fixture(scope="module")
 def graph(tmp_path_factory, probe):
     print(f"fuzz seed: {SEED}")
     log = tmp_path_factory.mktemp("fuzz") / "detector.log"
     with running_detector("-p", f"model:={FAULT}", "-p", f"weights:={probe}", "-p", f"max_image_pixels:={MAX_PIXELS}",
-                          "-p", "qos_reliability:=reliable", "-p", "qos_depth:=50", "-p", "diagnostics_period:=0.1",
+                          "-p", f"{QOS}.reliability:=reliable", "-p", f"{QOS}.depth:=50", "-p", "diagnostics_period:=0.1",
                           "-p", f"threshold:={THRESHOLD}", "-p", "precision:=fp32", name="fuzz",
                           namespace="irstd_fuzz", log=log, fault_models=True) as (h, proc):
         yield h, proc, log
@@ -308,3 +311,13 @@ def test_fuzz_lifecycle_while_frames_stream(graph, frame, want):
     assert h.state() == "active", seeded(h.state())
     h.wait_subscribed()
     good_frame_answered_right(h, frame, want)
+
+
+def test_qos_overrides_reach_the_image_subscription(graph):
+    """The fuzzer's reliable, depth-50 image subscription came from qos_overrides, the ROS 2 way."""
+    from rclpy.qos import ReliabilityPolicy
+    h, _, _ = graph
+    subs = [i for i in h.node.get_subscriptions_info_by_topic("/irstd_fuzz/image") if i.node_name == "fuzz"]
+    assert [i.qos_profile.reliability for i in subs] == [ReliabilityPolicy.RELIABLE]
+    assert h.param(f"{QOS}.depth") == 50 and h.param(f"{QOS}.reliability") == "reliable"
+    assert not h.set_param(f"{QOS}.depth", 5).successful  # read-only, as everywhere in ROS 2

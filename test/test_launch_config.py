@@ -72,7 +72,7 @@ def test_parameter_table_is_self_consistent():
     for spec in PARAMS:
         assert spec.description and validate(spec.name, spec.default) is None, spec.name
     assert validate("threshold", 1.0) and validate("threshold", 0.0) and validate("threshold", 0.999) is None
-    assert validate("qos_depth", 0) and validate("qos_reliability", "fast")
+    assert validate("max_image_pixels", 0) and validate("mono16_normalization", "fast")
     assert validate("min_area", 2.5) and validate("publish_mask", 1)
     assert validate("input_size", 5000) and validate("input_size", 256) is None and validate("input_size", 0) is None
 

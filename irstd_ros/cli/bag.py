@@ -158,7 +158,7 @@ def eval_live(args, reader: BagReader, img_topic: str, gts: dict) -> dict:
     order = list(frames)
     ns = f"irstd_bag_eval_{os.getpid()}"
     node = start_detector(ns, args.model, args.weights or None, args.threshold,
-                          ["-p", f"mono16_normalization:={args.normalization}", "-p", "qos_depth:=1",
+                          ["-p", f"mono16_normalization:={args.normalization}",
                            *knob_ros_args(args.model, args.knob), *engine_ros_args(args)])
     client = StreamClient(namespace=ns)
     try:

@@ -2,7 +2,8 @@
 
 Topics (relative to the node namespace, ``/irstd`` by default):
 
-* sub ``image`` (sensor_msgs/Image; sensor-data QoS, depth 1 by default)
+* sub ``image`` (sensor_msgs/Image; sensor-data QoS: best effort, keep last 1, overridable at start-up
+  through ROS 2's standard ``qos_overrides./<ns>/image.subscription.<policy>`` parameters)
 * pub ``detections`` (vision_msgs/Detection2DArray), ``mask`` (mono8 0/255),
   ``scores`` (32FC1, optional), ``overlay`` (rgb8, only while subscribed),
   ``label_info`` (vision_msgs/LabelInfo, transient local) and ``/diagnostics``.
@@ -33,7 +34,8 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy)
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose, VisionClass
 
@@ -332,13 +334,15 @@ class DetectorNode(LifecycleNode):
             self._typical_s = (time.perf_counter() - t0) / 2  # two warm-up runs
             self.get_logger().info(f"warm-up {1e3 * (time.perf_counter() - t0):.0f} ms")
             ret = super().on_activate(state)
-            reliability = {"best_effort": ReliabilityPolicy.BEST_EFFORT, "reliable": ReliabilityPolicy.RELIABLE}
-            qos = QoSProfile(depth=self.p("qos_depth"), history=HistoryPolicy.KEEP_LAST,
-                             reliability=reliability[self.p("qos_reliability")], durability=DurabilityPolicy.VOLATILE)
+            # the sensor-data profile (a best-effort subscription also takes a reliable camera's frames);
+            # users change it the ROS 2 way, with qos_overrides.<topic>.subscription.* (read-only, as in image_proc)
+            qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT,
+                             durability=DurabilityPolicy.VOLATILE)
             self._slot.reopen()
             self._silent_since = None
             self._worker = self._torch.submit(self._work)
-            self._sub = self.create_subscription(Image, "image", self._on_image, qos)
+            self._sub = self.create_subscription(Image, "image", self._on_image, qos,
+                                                 qos_overriding_options=QoSOverridingOptions.with_default_policies())
             self._diag_timer = self.create_timer(self.p("diagnostics_period"), self._publish_diagnostics)
             self._publish_label_info()
         except Exception as exc:  # noqa: BLE001  e.g. out of memory in the warm-up

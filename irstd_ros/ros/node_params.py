@@ -15,7 +15,6 @@ from ..runtime.backends import BACKENDS, DESCRIPTION as BACKEND_DESCRIPTION
 from .image_codec import DEFAULT_MAX_PIXELS, NORMALIZATIONS
 from ..runtime.precision import PRECISIONS
 
-RELIABILITIES = ("best_effort", "reliable")
 DEVICE_SYNTAX = re.compile(r"cpu|cuda(:(0|[1-9][0-9]*))?")
 
 
@@ -75,10 +74,6 @@ PARAMS = (
     ParamSpec("max_image_pixels", DEFAULT_MAX_PIXELS, "Frames with more pixels are rejected.",
               range=(1, 1 << 28)),
     ParamSpec("class_name", "target", "class_id reported in detections and label_info."),
-    ParamSpec("qos_reliability", "best_effort", "Image subscription reliability (sensor data default).",
-              choices=RELIABILITIES, effect="configure"),
-    ParamSpec("qos_depth", 1, "Image subscription queue depth; 1 keeps only the newest frame.",
-              range=(1, 100), effect="configure"),
     ParamSpec("diagnostics_period", 1.0, "Seconds between /diagnostics messages.", range=(0.1, 60.0),
               effect="configure"),
     ParamSpec("stall_periods", 5, "/diagnostics goes ERROR when frames arrive but nothing is published for this "
