@@ -103,6 +103,8 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path, tiny_sirst):
     ({"crop_size": 30}, "multiple of 16"),
     ({"datasets": []}, "no datasets"),
     ({"learning_rate": 1}, "unknown config key 'learning_rate'"),
+    ({"distill": {"model": "nonet"}}, "distill: unknown model"),
+    ({"distill": {"model": "lrrnet", "weight": 0}}, "must be positive"),
 ])
 def test_config_errors(tmp_path, tiny_sirst, patch, message):
     cfg = tiny_config(tmp_path, tiny_sirst, **patch) if "learning_rate" not in patch else None
@@ -308,3 +310,43 @@ def test_compare_runs_reports_each_runs_best_and_settled_validation(tmp_path, ca
     assert a["hours"] == pytest.approx(4.0)
     assert "best ep   4: IoU 0.5000" in capsys.readouterr().out
     assert compare_runs.main([str(tmp_path / "missing")]) == 2
+
+
+def test_distillation_pulls_the_student_toward_the_teacher_and_only_the_student(tmp_path, tiny_sirst):
+    """KD's term has no gradient where the student already matches the teacher; the teacher never learns;
+    and a run with a teacher trains, logs its ``kd`` part and resumes like any other."""
+    from irstd_ros.models import create_model
+    from training.losses import Distillation, SegLoss
+    torch.manual_seed(0)
+    student = create_model("lrrnet", channels=[8, 16, 16, 16])
+    teacher = create_model("lrrnet", channels=[8, 16, 16, 16])
+    image, target = torch.rand(2, 1, 32, 32), (torch.rand(2, 1, 32, 32) > 0.97).float()
+    kd = Distillation(SegLoss(), teacher, weight=1.0, temperature=2.0)
+    predicted = kd.predict(student, image, target)
+    assert predicted["teacher"].shape == predicted["logits"].shape and not predicted["teacher"].requires_grad
+    logits = predicted["logits"].detach().requires_grad_(True)
+
+    def kd_grad(teacher_logits):
+        out = {"logits": logits, "teacher": teacher_logits}
+        total, parts = kd(out, image, target)
+        base, _ = SegLoss()(out, image, target)
+        assert float((total - base).detach()) == pytest.approx(float(parts["kd"]), rel=1e-5)
+        return torch.autograd.grad(total - base, logits)[0], parts["kd"]
+
+    same, _ = kd_grad(logits.detach().clone())        # the student already says what the teacher says
+    assert same.abs().max() < 1e-7
+    up, part = kd_grad(logits.detach() + 3.0)         # a teacher that sees more target everywhere
+    assert part > 0 and bool((up < 0).all())          # every logit is pushed up, toward it
+    assert all(p.grad is None and not p.requires_grad for p in kd.teacher.parameters())
+
+    shipped = REPO / "irstd_ros" / "weights" / "lrrnet_sirst-v1.pt"
+    cfg = tiny_config(tmp_path, tiny_sirst, epochs=2, distill={"model": "lrrnet", "weights": str(shipped),
+                                                               "weight": 1.0, "temperature": 1.0})
+    r = run(train_cmd(cfg))
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 and all(row["kd"] > 0 for row in rows)
+    state = weights(tmp_path / "runs" / "tiny" / "last.pt")
+    assert not any(k.startswith("teacher") for k in state)
+    r = run(train_cmd(tiny_config(tmp_path, tiny_sirst, distill={"model": "lrrnet", "weights": str(tmp_path / "no.pt")})))
+    assert r.returncode == 2 and "checkpoint not found" in r.stderr and "Traceback" not in r.stderr

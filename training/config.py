@@ -25,6 +25,8 @@ DEFAULTS: Dict[str, Any] = {
     "optimizer": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "betas": [0.9, 0.999]},
     "schedule": {"name": "cosine", "warmup_epochs": 2, "min_lr": 1e-5, "power": 0.9},
     "loss": {},                   # arguments of the model's registered loss (training/losses.py)
+    "distill": {},                # {model, weights, weight, temperature}: also learn a teacher's probabilities
+                                  # (training.losses.Distillation); empty: no teacher
     "ema_decay": 0.0,             # >0: validate and ship an exponential moving average of the weights
     "val_every": 1,
     "val_threshold": 0.5,
@@ -94,5 +96,16 @@ def validate(cfg: Dict[str, Any]) -> None:
         build_loss(cfg["model"], cfg["loss"])
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    distill = cfg["distill"]
+    if distill:
+        unknown = set(distill) - {"model", "weights", "weight", "temperature"}
+        if unknown or "model" not in distill:
+            raise ConfigError(f"distill takes model, weights, weight, temperature (got {sorted(distill)})")
+        try:
+            model_cfg(distill["model"])
+        except KeyError as exc:
+            raise ConfigError(f"distill: {exc.args[0]}") from None
+        if float(distill.get("weight", 1.0)) <= 0 or float(distill.get("temperature", 1.0)) <= 0:
+            raise ConfigError("distill weight and temperature must be positive")
     if cfg["crop_size"] % stride:
         raise ConfigError(f"crop_size must be a multiple of {stride} (the {cfg['model']} stride)")

@@ -6,7 +6,8 @@ autocast by the training loop) and ``forward(outputs, image, target) -> (total, 
 :class:`SegLoss`: SoftIoU + L1 on the mask probabilities, plus an optional
 BCE-with-logits term. LRRNet's paper loss is SoftIoU + L1 and ``λ·MSE`` on its
 reconstruction (eq. 10, :class:`LRRNetLoss`); IRMamba's paper gives no loss and uses
-:class:`SegLoss`; IRSAM's is Dice + 10·BCE on its edge map (:class:`IRSAMLoss`).
+:class:`SegLoss`; IRSAM's is Dice + 10·BCE on its edge map (:class:`IRSAMLoss`). Any of them can
+learn from a teacher network as well (:class:`Distillation`, the config's ``distill``).
 
 Deviation from the LRRNet paper, on purpose: the BCE term (``bce_weight``, default
 0 = the paper's loss). SoftIoU and L1 act on sigmoid probabilities; with them
@@ -141,13 +142,51 @@ class DiffusionLoss(SegLoss):
         return mse + self.ce_weight * ce, {"seg": ce.detach(), "diffusion": mse.detach()}
 
 
+class Distillation(torch.nn.Module):
+    """A student's own loss + ``weight`` · T² · BCE(student logits / T, sigmoid(teacher logits / T)).
+
+    Knowledge distillation (Hinton et al., 2015) for a per-pixel binary mask: the teacher's probabilities
+    are soft targets beside the hard mask. Why: a narrow network (LRRNet-small) trained on 256 frames
+    learns where targets are but not where clutter is not; the teacher's probabilities on every pixel of
+    every crop say both, including on the background the hard labels only call "0". The teacher runs
+    without gradients, under the same autocast as the student, and is not part of what is saved.
+    """
+
+    def __init__(self, base: torch.nn.Module, teacher: torch.nn.Module, weight: float = 1.0,
+                 temperature: float = 1.0):
+        super().__init__()
+        self.base = base
+        self.teacher = teacher.eval().requires_grad_(False)
+        self.weight, self.temperature = float(weight), float(temperature)
+
+    def predict(self, net, image: torch.Tensor, target: torch.Tensor | None = None) -> dict:
+        outputs = self.base.predict(net, image, target)
+        with torch.no_grad():
+            outputs["teacher"] = self.teacher(image)
+        return outputs
+
+    def forward(self, outputs: dict, image: torch.Tensor, target: torch.Tensor):
+        total, parts = self.base(outputs, image, target)
+        t = self.temperature
+        soft = torch.sigmoid(outputs["teacher"].float() / t)
+        kd = F.binary_cross_entropy_with_logits(outputs["logits"].float() / t, soft) * t * t
+        return total + self.weight * kd, {**parts, "kd": kd.detach()}
+
+
 LOSSES = {"seg": SegLoss, "lrrnet": LRRNetLoss, "irsam": IRSAMLoss, "diffusion": DiffusionLoss}
 
 
-def build_loss(model: str, args: dict) -> torch.nn.Module:
-    """The loss registered for ``model``, with the config's ``loss`` arguments (ValueError if they do not fit)."""
+def build_loss(model: str, args: dict, distill: dict | None = None) -> torch.nn.Module:
+    """The loss registered for ``model``, with the config's ``loss`` arguments (ValueError if they do not fit),
+    wrapped in :class:`Distillation` when the config names a teacher (``distill: {model, weights, weight,
+    temperature}``; ``weights`` empty: the teacher's shipped weights)."""
     cls = LOSSES[model_cfg(model).loss]
     try:
-        return cls(**args)
+        loss = cls(**args)
     except TypeError as exc:
         raise ValueError(f"loss arguments {args} do not fit {cls.__name__} (model {model}): {exc}") from None
+    if not distill:
+        return loss
+    from irstd_ros.runtime.checkpoints import load_model
+    teacher, _ = load_model(distill["model"], distill.get("weights") or None)
+    return Distillation(loss, teacher, distill.get("weight", 1.0), distill.get("temperature", 1.0))

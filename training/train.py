@@ -221,7 +221,7 @@ def train(cfg: dict, args) -> int:
         net = torch.nn.parallel.DistributedDataParallel(model)
     if cfg["compile"]:
         net = torch.compile(net, dynamic=False)
-    loss_fn = build_loss(cfg["model"], cfg["loss"])
+    loss_fn = build_loss(cfg["model"], cfg["loss"], cfg["distill"])  # a teacher that will not load: CheckpointError
 
     for epoch in range(start_epoch, cfg["epochs"]):
         model.train()
