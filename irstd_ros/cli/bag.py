@@ -17,14 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import IRSTDError, one_line
+from ..eval.metrics import MetricAccumulator
+from ..eval.runner import latency_summary
+from ..machine import machine_description
+from ..progress import progress
 from ..ros import image_codec
 from ..ros.bags import BAG_ENCODINGS, STORAGES, BagError, BagReader, find_topic, make_bag
-from ..errors import IRSTDError, one_line
-from ..eval.runner import latency_summary
-from ..eval.metrics import MetricAccumulator
 from ..runtime.pipeline import postprocess
-from ..progress import progress
-from ..machine import machine_description
 from . import add_engine_args, engine_config, engine_ros_args, knob_ros_args, parse_knobs
 from .eval import format_table
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..eval.datasets import IRSTDDataset
 from ..errors import IRSTDError, one_line
+from ..eval.datasets import IRSTDDataset
 from ..eval.metrics import MetricAccumulator, components
 from . import add_engine_args, engine_config, engine_ros_args, knob_ros_args, parse_knobs
 from .eval import format_table

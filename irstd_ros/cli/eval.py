@@ -10,14 +10,14 @@ import math
 import sys
 from pathlib import Path
 
-from ..runtime.checkpoints import operating_threshold
-from ..eval.datasets import PROTOCOLS, IRSTDDataset
-from ..runtime.detector import Detector, DetectorConfig
 from ..errors import IRSTDError, one_line
-from ..machine import machine_description
-from ..eval.runner import MaskWriter, evaluate
+from ..eval.datasets import PROTOCOLS, IRSTDDataset
 from ..eval.metrics import bootstrap_ci
+from ..eval.runner import MaskWriter, evaluate
+from ..machine import machine_description
 from ..models import list_models
+from ..runtime.checkpoints import operating_threshold
+from ..runtime.detector import Detector, DetectorConfig
 from . import add_engine_args, engine_config, parse_knobs
 
 JSON_KEYS = ("iou", "niou", "pd", "fa", "auc", "n_images", "n_targets", "fps", "latency_ms_median")

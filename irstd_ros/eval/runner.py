@@ -8,10 +8,10 @@ from typing import Callable, Dict, Iterable, Optional
 import cv2
 import numpy as np
 
-from .datasets import IRSTDDataset, Sample
-from ..runtime.detector import Detector
-from .metrics import MetricAccumulator
 from ..progress import progress
+from ..runtime.detector import Detector
+from .datasets import IRSTDDataset, Sample
+from .metrics import MetricAccumulator
 
 
 def evaluate(detector: Detector, samples: Iterable[Sample], threshold: float = 0.5,

@@ -13,8 +13,8 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from ..eval.datasets import IRSTDDataset
 from ..errors import IRSTDError
+from ..eval.datasets import IRSTDDataset
 
 STORAGES = ("mcap", "sqlite3")
 BAG_ENCODINGS = ("mono8", "mono16", "rgb8")

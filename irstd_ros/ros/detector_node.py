@@ -39,14 +39,14 @@ from rclpy.qos_overriding_options import QoSOverridingOptions
 from sensor_msgs.msg import Image
 from vision_msgs.msg import Detection2D, Detection2DArray, LabelInfo, ObjectHypothesisWithPose, VisionClass
 
-from . import image_codec
+from ..errors import ImageFormatError, one_line
+from ..eval.plots import overlay as draw_overlay
 from ..runtime.checkpoints import operating_threshold
 from ..runtime.detector import Detector, DetectorConfig, config_problem, device_problem
-from ..errors import ImageFormatError, one_line
+from ..runtime.pipeline import Detection, postprocess
+from . import image_codec
 from .frame_slot import FrameSlot
 from .node_params import PARAMS, knob_specs, split_knob, stride_problem, validate
-from ..runtime.pipeline import Detection, postprocess
-from ..eval.plots import overlay as draw_overlay
 
 RELOAD = tuple(p.name for p in PARAMS if p.effect == "reload")
 ENGINE_PARAMS = ("model", "weights", "backend", "device", "precision")  # checked together: can this machine run them?

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Tuple
 
 from ..runtime.backends import BACKENDS, DESCRIPTION as BACKEND_DESCRIPTION
-from .image_codec import DEFAULT_MAX_PIXELS, NORMALIZATIONS
 from ..runtime.precision import PRECISIONS
+from .image_codec import DEFAULT_MAX_PIXELS, NORMALIZATIONS
 
 DEVICE_SYNTAX = re.compile(r"cpu|cuda(:(0|[1-9][0-9]*))?")
 

@@ -11,9 +11,9 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from ..models import model_cfg
 from .backends import BACKENDS, pair_problem, unavailable
 from .checkpoints import load_model
-from ..models import model_cfg
 from .pipeline import Detection, postprocess, preprocess, restore, run_model, sigmoid
 from .precision import resolve_precision
 
