@@ -103,6 +103,10 @@ check() {
 # 2. parameters
 check "2. param set" "Set parameter successful" param set $NODE threshold 0.7
 check "2. param get" "Double value is: 0.7" param get $NODE threshold
+# the image subscription's QoS, through ROS 2's standard (read-only) qos_overrides parameters
+QOS=qos_overrides./irstd/image.subscription
+check "2. qos override get" "String value is: best_effort" param get $NODE $QOS.reliability
+check "2. qos override is read-only" "read-only" param set $NODE $QOS.reliability reliable
 # 3. lifecycle
 check "3. lifecycle get" "active [3]" lifecycle get $NODE
 check "3. lifecycle deactivate" "Transitioning successful" lifecycle set $NODE deactivate
