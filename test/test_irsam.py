@@ -91,6 +91,22 @@ def test_wpmd_gradients_reach_k_and_the_input():
     assert u.grad is not None and block.log_k.grad is not None and block.proj.c.weight.grad is not None
 
 
+def test_wpmd_starts_closed_for_a_pretrained_encoder_and_open_on_request():
+    """Gain 0 (the default, for MobileSAM-initialised encoders): the WPMD branches add exactly nothing at
+    first, so the net equals one without WPMD; gain 1 (from-scratch runs) makes them count from the start."""
+    x = torch.rand(1, 1, 64, 64)
+    torch.manual_seed(0)
+    closed = tiny().eval()
+    torch.manual_seed(0)
+    opened = tiny(wpmd_gain_init=1.0).eval()
+    bare = tiny(wpmd_stages=()).eval()
+    bare.load_state_dict({k: v for k, v in closed.state_dict().items() if not k.startswith("wpmd.")})
+    with torch.no_grad():
+        assert torch.equal(closed(x), bare(x))
+        assert (opened(x) - closed(x)).abs().max() > 1e-3
+    assert all(float(b.proj.bn.weight.min()) == 1.0 for b in opened.wpmd.values())
+
+
 @pytest.mark.parametrize("window", [7, 14])
 def test_attention_bias_index_is_tinyvits_first_seen_offset_enumeration(window):
     points = list(itertools.product(range(window), range(window)))

@@ -30,7 +30,9 @@ and prompt encoder are not built, and the paper does not break its count down):
   loses its LH/HL detail and an edge (s >> k, g ≈ 0) keeps it: Perona-Malik. Eq. 4's step Δt = 1 is
   kept. ``k`` ("a positive constant") is learned per channel (as ``log k``, initial k = 1): encoder
   features have no fixed scale, so no single constant would fit all channels. The BN after the conv
-  starts at zero weight, so a pretrained encoder starts undisturbed.
+  starts at zero weight (``wpmd_gain_init``), so a pretrained encoder starts undisturbed. Trained from
+  scratch, those gains stayed near zero (|γ| ≈ 0.01 after 40 epochs, against ≈ 1 elsewhere): the branch
+  hardly opened, so ``wpmd_gain_init=1`` is there for from-scratch runs (``bench/wpmd_gates.py``).
 * GAD (§3.3). Tokens: 4 mask tokens and the new edge token (no prompt tokens, no IoU token); SAM's
   dense no-mask embedding is added to the image embedding and SAM's random-Fourier encoding is its
   positional encoding. SAM's two-way transformer (depth 2, 8 heads, MLP 2048) gives X_coarse and
@@ -74,11 +76,11 @@ from .registry import ModelCfg, register_model
 class WPMD(nn.Module):
     """Wavelet Perona-Malik diffusion of ``cin`` channels, then a conv to ``cout`` at ``stride`` (see module doc)."""
 
-    def __init__(self, cin: int, cout: int, stride: int = 1, steps: int = 1):
+    def __init__(self, cin: int, cout: int, stride: int = 1, steps: int = 1, gain_init: float = 0.0):
         super().__init__()
         self.steps = steps
         self.log_k = nn.Parameter(torch.zeros(cin))
-        self.proj = ConvBN(cin, cout, 3, stride, bn_weight_init=0.0)
+        self.proj = ConvBN(cin, cout, 3, stride, bn_weight_init=gain_init)
 
     def diffuse(self, u: torch.Tensor) -> torch.Tensor:
         size = u.shape[-2:]
@@ -161,15 +163,15 @@ class IRSAM(nn.Module):
                  depths: Sequence[int] = (2, 2, 6, 2), heads: Sequence[int] = (2, 4, 5, 10),
                  windows: Sequence[int] = (7, 7, 14, 7), neck_dim: int = 256, decoder_depth: int = 2,
                  decoder_heads: int = 8, decoder_mlp_dim: int = 2048, upscale_dim: int = 32,
-                 wpmd_stages: Sequence[int] = (0, 1, 2, 3), wpmd_steps: int = 1, native_head: bool = True,
-                 head_width: int = 16):
+                 wpmd_stages: Sequence[int] = (0, 1, 2, 3), wpmd_steps: int = 1, wpmd_gain_init: float = 0.0,
+                 native_head: bool = True, head_width: int = 16):
         super().__init__()
         merge_strides = (2, 2, 1)
         self.encoder = TinyViT(in_chans, embed_dims, depths, heads, windows, merge_strides, neck_dim)
         self.stride = self.encoder.stride
         outs = list(embed_dims[1:]) + [embed_dims[-1]]
         strides = list(merge_strides) + [1]
-        self.wpmd = nn.ModuleDict({str(i): WPMD(embed_dims[i], outs[i], strides[i], wpmd_steps)
+        self.wpmd = nn.ModuleDict({str(i): WPMD(embed_dims[i], outs[i], strides[i], wpmd_steps, wpmd_gain_init)
                                    for i in range(len(embed_dims)) if i in wpmd_stages})
         self.decoder = GranularityAwareDecoder(neck_dim, embed_dims[0], embed_dims[-1], upscale_dim,
                                                decoder_depth, decoder_heads, decoder_mlp_dim)
