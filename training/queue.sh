@@ -5,7 +5,7 @@
 cd "$(dirname "$0")/.." || exit 1
 OUT=${OUT:-$HOME/irstd-runs}
 mkdir -p "$OUT"
-for c in irsam_ablation_wpmd lrrnet_small_sirst-v1 lrrnet_small_sirst-v1_trainval irsam_ablation_no-wpmd irsam_pretrain irsam_sirst-v1 irstd_diff_sirst-v1 \
+for c in irsam_ablation_wpmd lrrnet_small_sirst-v1 lrrnet_small_sirst-v1_trainval irsam_ablation_no-wpmd irsam_ablation_wpmd-open irsam_pretrain irsam_sirst-v1 irstd_diff_sirst-v1 \
     lrrnet_small_kd_sirst-v1; do
   echo "$(date -u +%FT%TZ) start $c"
   .venv/bin/python -m training.train --config "training/configs/$c.yaml" --out-dir "$OUT" >> "$OUT/$c.log" 2>&1 \
