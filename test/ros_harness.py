@@ -277,6 +277,12 @@ class Harness:
             time.sleep(0.01)
         return None
 
+    def image_subscription_reliability(self) -> list:
+        """The reliability policy of each image subscription the detector node holds, as the graph reports it."""
+        node = self.fqn.rsplit("/", 1)[1]
+        return [i.qos_profile.reliability for i in self.node.get_subscriptions_info_by_topic(f"/{self.ns}/image")
+                if i.node_name == node]
+
     def wait_subscribed(self, timeout: float = 30.0) -> None:
         deadline = time.time() + timeout
         while self.pub.get_subscription_count() == 0:

@@ -195,8 +195,7 @@ def test_lifecycle_transitions(graph, frame):
     h.wait_subscribed()
     assert roundtrip(h, image_from_array(img8, "mono8", next_stamp())) is not None
     # the re-created subscription keeps the sensor-data profile and its (read-only) override parameters
-    subs = [i for i in h.node.get_subscriptions_info_by_topic("/irstd/image") if i.node_name == "detector"]
-    assert [i.qos_profile.reliability for i in subs] == [ReliabilityPolicy.BEST_EFFORT]
+    assert h.image_subscription_reliability() == [ReliabilityPolicy.BEST_EFFORT]
     assert h.param("qos_overrides./irstd/image.subscription.depth") == 1
 
 

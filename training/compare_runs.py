@@ -24,10 +24,10 @@ def summarise(run: Path, last: int, metric: str = "iou") -> Dict:
     if not vals:
         raise ValueError(f"{run} has no validation rows")
     best_epoch, best = max(vals, key=lambda ev: ev[1][metric])
-    tail = [v for _, v in vals[-last:]]
+    tail_epochs, tail = zip(*vals[-last:])
     return {"run": run.name, "epochs": rows[-1]["epoch"], "hours": sum(r["epoch_time_s"] for r in rows) / 3600,
             "best_epoch": best_epoch, "best": {k: best[k] for k in KEYS},
-            "tail_epochs": [e for e, _ in vals[-last:]],
+            "tail_epochs": list(tail_epochs),
             "tail_mean": {k: statistics.fmean(v[k] for v in tail) for k in KEYS},
             "tail_sd": {k: statistics.pstdev([v[k] for v in tail]) for k in KEYS}}
 

@@ -105,7 +105,7 @@ def validate(cfg: Dict[str, Any]) -> None:
             model_cfg(distill["model"])
         except KeyError as exc:
             raise ConfigError(f"distill: {exc.args[0]}") from None
-        if float(distill.get("weight", 1.0)) <= 0 or float(distill.get("temperature", 1.0)) <= 0:
+        if any(float(distill[k]) <= 0 for k in ("weight", "temperature") if k in distill):
             raise ConfigError("distill weight and temperature must be positive")
     if cfg["crop_size"] % stride:
         raise ConfigError(f"crop_size must be a multiple of {stride} (the {cfg['model']} stride)")

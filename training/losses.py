@@ -189,4 +189,4 @@ def build_loss(model: str, args: dict, distill: dict | None = None) -> torch.nn.
         return loss
     from irstd_ros.runtime.checkpoints import load_model
     teacher, _ = load_model(distill["model"], distill.get("weights") or None)
-    return Distillation(loss, teacher, distill.get("weight", 1.0), distill.get("temperature", 1.0))
+    return Distillation(loss, teacher, **{k: distill[k] for k in ("weight", "temperature") if k in distill})
