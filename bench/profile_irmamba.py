@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/profile_irmamba.py levels [--variant "ssm_ratio=2.0"] [--variant "lrm_stages=(1,2,3,4)"]
     .venv/bin/python bench/profile_irmamba.py bf16-grad [--weights irmamba=~/irstd-runs/irmamba_sirst-v1/best.pt]
+        [--trained-only]
 
 ``levels``: forward + backward time of each encoder level (conv and VSS branch) and
 decoder level (and its LRM) on batch 2 of 192x192 activations under bf16 autocast, and
@@ -108,12 +109,16 @@ def _real_batch(n: int = 4, crop: int = 192):
 def _gradient_cosine(name: str, weights: str | None = None) -> float:
     """Cosine between the bf16-autocast and the fp32 gradient of the model's training loss on a real batch,
     at initialisation or at ``weights`` (a run's best.pt / last.pt)."""
-    from training.checkpoint import weights_from
+    from training.checkpoint import load, weights_from
     torch.manual_seed(0)
-    m = create_model(name).train()
+    model_args, loss_cfg = {}, {"bce_weight": 1.0, "bce_pos_weight": 5.0}
+    if weights:  # the network and loss the run trained (a narrower IRSTD-Diff, say), not the paper's defaults
+        cfg = load(weights).get("config") or {}
+        model_args, loss_cfg = cfg.get("model_args") or {}, cfg.get("loss") or loss_cfg
+    m = create_model(name, **model_args).train()
     if weights:
         m.load_state_dict(weights_from(weights))
-    loss_fn = build_loss(name, {"bce_weight": 1.0, "bce_pos_weight": 5.0})
+    loss_fn = build_loss(name, loss_cfg)
     x, y = _real_batch()
     grads = {}
     for precision in ("fp32", "bf16"):
@@ -128,7 +133,7 @@ def _gradient_cosine(name: str, weights: str | None = None) -> float:
 
 
 def bf16_grad(args) -> None:
-    for name in list_models():
+    for name in ([] if args.trained_only else list_models()):
         print(f"{name}, initialised: cosine(bf16 gradient, fp32 gradient) = {_gradient_cosine(name):.4f}", flush=True)
     for item in args.weights:
         name, _, path = item.partition("=")
@@ -142,7 +147,9 @@ def main() -> int:
     lv.add_argument("--variant", action="append", default=[], help='e.g. "lrm_stages=(1,2,3,4)"; ";" joins several')
     bg = sub.add_parser("bf16-grad")
     bg.add_argument("--weights", action="append", default=[], metavar="NAME=PATH",
-                    help="also at trained weights, e.g. irmamba=~/irstd-runs/irmamba_sirst-v1/best.pt")
+                    help="also at trained weights, e.g. irmamba=~/irstd-runs/irmamba_sirst-v1/best.pt (the network "
+                    "and loss are built from the checkpoint's config)")
+    bg.add_argument("--trained-only", action="store_true", help="skip the registered models at initialisation")
     args = ap.parse_args()
     print(machine_description())
     {"levels": levels, "bf16-grad": bf16_grad}[args.what](args)
