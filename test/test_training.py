@@ -196,6 +196,29 @@ def test_a_trainval_fit_exports_with_its_predecessors_threshold(tmp_path, tiny_s
                              "--calibration", str(parent)])
 
 
+def test_a_fine_tunes_card_accounts_for_the_run_it_started_from(tmp_path, tiny_sirst):
+    """Two stages (IRSAM's pre-training, then fine-tuning): the fine-tune's card names the first run, its
+    selected epoch, data and hours, and adds those hours to its own."""
+    from training import export_weights
+
+    first = tiny_config(tmp_path / "a", tiny_sirst, epochs=2, name="stage1")
+    assert run(train_cmd(first)).returncode == 0
+    stage1 = tmp_path / "a" / "runs" / "stage1"
+    second = tiny_config(tmp_path / "b", tiny_sirst, epochs=1, name="stage2", out_dir=str(tmp_path / "a" / "runs"),
+                         init_from="{out_dir}/stage1/best.pt")
+    r = run(train_cmd(second, "--max-steps", "2"))
+    assert r.returncode == 0, r.stderr
+    dst = tmp_path / "w" / "stage2.pt"
+    assert export_weights.main([str(stage1.parent / "stage2" / "last.pt"), str(dst)]) == 0
+    card = json.loads(dst.with_suffix(".json").read_text())
+    init = card["init_from"]
+    assert init["run"] == "stage1" and init["path"] == str(stage1 / "best.pt")
+    assert init["epoch"] == torch.load(stage1 / "best.pt", map_location="cpu", weights_only=False)["epoch"]
+    assert init["compute"]["epochs_logged"] == 2 and init["data"][0]["train_split"] == "train"
+    assert card["compute"]["train_hours_with_init_run"] == pytest.approx(
+        card["compute"]["train_hours"] + init["compute"]["train_hours"], abs=0.011)
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "training" / "configs").glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_configs_load(path):
     """Every config the README points at must pass validation and name a registered model,

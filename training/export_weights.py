@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -31,6 +32,28 @@ def training_time(run_dir: Path) -> dict:
             "note": "wall-clock hours of the training epochs, validation excluded"}
 
 
+def pretraining(cfg: dict) -> dict | None:
+    """What a fine-tune started from (``init_from``), for the card: when that is a run's checkpoint, the run's
+    name, data, selected epoch, validation and compute, so the card accounts for the whole training (IRSAM's
+    pre-training stage, say); otherwise just the path (a MobileSAM checkpoint, an exported one)."""
+    init = cfg.get("init_from")
+    if not init:
+        return None
+    path = Path(os.path.expanduser(str(init).format(out_dir=cfg.get("out_dir", ""))))
+    out: dict = {"path": str(path)}
+    if not path.is_file():
+        return {**out, "note": "not found when these weights were exported"}
+    state = checkpoint.load(path)
+    run_cfg = state.get("config") if isinstance(state, dict) else None
+    if not isinstance(run_cfg, dict) or "epoch" not in state:
+        return out  # a foreign or bare checkpoint: no run to describe
+    return {**out, "run": run_cfg.get("name"), "model_args": run_cfg.get("model_args"), "epoch": state["epoch"],
+            "epochs_planned": run_cfg.get("epochs"),
+            "data": [{k: d[k] for k in ("root", "train_split", "val_split", "repeat") if k in d}
+                     for d in run_cfg.get("datasets", [])],
+            "validation": (state.get("record") or {}).get("val"), "compute": training_time(path.parent)}
+
+
 def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float16,
            calibration: dict | None = None, threshold_card: dict | None = None, sampling: dict | None = None) -> dict:
     state = checkpoint.load(src)
@@ -49,7 +72,7 @@ def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float
         "model_args": model_args,
         "dtype": str(dtype).replace("torch.", ""),
         "epochs_trained": state["epoch"],
-        "init_from": cfg.get("init_from"),
+        "init_from": pretraining(cfg),
         "epochs_planned": cfg["epochs"],
         "selected_by": (f"best validation {cfg['select_metric']}" if any(d.get("val_split") for d in cfg["datasets"])
                         else "final epoch of a fixed schedule (no validation split)"),
@@ -59,6 +82,9 @@ def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float
         "compute": training_time(src.parent),
         "test_metrics": metrics,
     }
+    before = (card["init_from"] or {}).get("compute", {}).get("train_hours")
+    if before is not None and "train_hours" in card["compute"]:
+        card["compute"]["train_hours_with_init_run"] = round(card["compute"]["train_hours"] + before, 2)
     if calibration:
         card["threshold"] = calibration["chosen"]["threshold"]
         card["threshold_selection"] = {k: calibration[k] for k in ("split", "fa_max", "pd_min")}
