@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any, Dict
 
@@ -45,6 +46,12 @@ SCHEDULES = ("cosine", "poly")
 
 class ConfigError(ValueError):
     pass
+
+
+def init_path(cfg: Dict[str, Any]) -> Path | None:
+    """The checkpoint ``init_from`` names, with ``{out_dir}`` and ``~`` expanded (training and the card read it)."""
+    init = cfg.get("init_from")
+    return Path(os.path.expanduser(str(init).format(out_dir=cfg.get("out_dir", "")))) if init else None
 
 
 def _merge(base: Dict[str, Any], override: Dict[str, Any]) -> Dict[str, Any]:

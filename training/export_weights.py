@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import torch
 
 from . import checkpoint
+from .config import init_path
 
 
 def training_time(run_dir: Path) -> dict:
@@ -36,10 +36,9 @@ def pretraining(cfg: dict) -> dict | None:
     """What a fine-tune started from (``init_from``), for the card: when that is a run's checkpoint, the run's
     name, data, selected epoch, validation and compute, so the card accounts for the whole training (IRSAM's
     pre-training stage, say); otherwise just the path (a MobileSAM checkpoint, an exported one)."""
-    init = cfg.get("init_from")
-    if not init:
+    path = init_path(cfg)
+    if path is None:
         return None
-    path = Path(os.path.expanduser(str(init).format(out_dir=cfg.get("out_dir", ""))))
     out: dict = {"path": str(path)}
     if not path.is_file():
         return {**out, "note": "not found when these weights were exported"}

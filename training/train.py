@@ -34,7 +34,7 @@ from irstd_ros.runtime.pipeline import preprocess, restore, run_model
 from irstd_ros.runtime.precision import autocast, resolve_precision
 
 from . import checkpoint
-from .config import ConfigError, load_config
+from .config import ConfigError, init_path, load_config
 from .data import TrainData
 from .losses import build_loss
 
@@ -176,8 +176,7 @@ def train(cfg: dict, args) -> int:
     random.seed(cfg["seed"])
     model = create_model(cfg["model"], **cfg["model_args"]).to(device)
     if cfg["init_from"]:
-        init_path = os.path.expanduser(str(cfg["init_from"]).format(out_dir=cfg["out_dir"]))
-        initialise(model, cfg["model"], init_path, log=print if rank == 0 else None)
+        initialise(model, cfg["model"], str(init_path(cfg)), log=print if rank == 0 else None)
     if cfg["channels_last"]:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model.parameters())
