@@ -1,11 +1,17 @@
 """What only a GPU can check: the ops' Triton/CUDA paths and every model's CUDA forward and backward.
 
-    IRSTD_OPS_NO_CPP=1 TRITON_INTERPRET=0 python3 bench/gpu_check.py [--out results.json]
+    IRSTD_OPS_NO_CPP=1 TRITON_INTERPRET=0 python3 bench/gpu_check.py [--out results.json] [--parts ...]
+    python3 bench/gpu_check.py --dry-run      # here, before spending device time: the models and shipped
+                                              # parts on the CPU, tiny variants, against themselves
 
 Each check compares against a CPU reference in float64 by ‖out − ref‖ / ‖ref‖ on fresh
 random inputs (fp32 well under 1e-3; bf16 under 3e-2), then times the CUDA path
 (median of CUDA-event timings). Prints one table and writes JSON. Exits 1 if any
 check fails. Not part of the test suite: CI has no GPU.
+
+Models are checked on their training loss (the path training differentiates), at the default (paper)
+configuration and at the one their SIRST-v1 training config trains; shipped weights through the node's
+own pipeline (``Detector``) on the GPU against the CPU, on the bundled sample frames.
 """
 from __future__ import annotations
 
@@ -13,19 +19,31 @@ import argparse
 import json
 import platform
 import sys
+import time
 import traceback
 from pathlib import Path
 
+import numpy as np
 import torch
+import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from irstd_ros.models import create_model, list_models  # noqa: E402
+from irstd_ros.cli.demo import SAMPLE  # noqa: E402
+from irstd_ros.eval.datasets import read_image  # noqa: E402
+from irstd_ros.models import create_model, list_models, model_cfg  # noqa: E402
 from irstd_ros.ops import (haar_dwt2d, haar_dwt2d_reference, haar_idwt2d, selective_scan,  # noqa: E402
                            selective_scan_blocked, selective_scan_reference)
 from irstd_ros.ops import triton_kernels  # noqa: E402
+from irstd_ros.runtime.checkpoints import card_threshold, ships_weights  # noqa: E402
+from irstd_ros.runtime.detector import Detector, DetectorConfig  # noqa: E402
+from training.losses import build_loss  # noqa: E402
 
 ROWS = []
+DEVICE, TINY = "cuda", False      # --dry-run: "cpu", True
+OUT_PATH, DEVICE_NAME = None, ""
+MODELS: list = []                 # --models: only these (models and shipped parts)
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -36,6 +54,14 @@ def rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def median_ms(fn, reps: int = 20) -> float:
+    if DEVICE == "cpu":               # the dry run: wall clock
+        fn()
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+        return sorted(times)[1]
     for _ in range(3):
         fn()
     torch.cuda.synchronize()
@@ -112,15 +138,27 @@ def check_haar() -> None:
         check(f"haar dwt grad cuda {size}", rel(xg.grad, x64.grad), 1e-6)
 
 
-def _forward_backward(model, x, precision: str, device: str):
-    """Train-mode forward and backward of a fixed random objective; (output, {param: grad})."""
+def _objective(model, loss_fn, x: torch.Tensor, target: torch.Tensor, draw: dict) -> torch.Tensor:
+    """The model's own training loss on (x, target): the path training differentiates. IRSTD-Diff's draw
+    (t, noise) is fixed from ``draw`` instead of the device's generator, so every device sees the same one."""
+    if hasattr(model, "training_outputs"):
+        p_logits, cond = model.condition(x)
+        t, noise = draw["t"].to(x.device), draw["noise"].to(x.device, x.dtype)
+        x_t = model.diffusion.q_sample(target * 2 - 1, t, noise)
+        outputs = {"logits": p_logits, "eps": model.denoise(x_t.to(cond.dtype), t, cond), "noise": noise}
+    else:
+        outputs = loss_fn.predict(model, x, target)
+    return outputs, loss_fn(outputs, x.float(), target)[0]
+
+
+def _forward_backward(model, loss_fn, x, target, draw, precision: str, device: str):
+    """Train-mode forward and backward of the training loss; (first output as float, {param: grad})."""
     model.zero_grad()
     with torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16"):
-        out = model(x.to(device))
-    weight = torch.Generator().manual_seed(1)
-    w = torch.randn(out.shape, generator=weight).to(device, out.dtype if precision != "bf16" else torch.float32)
-    (out.float() * w).mean().backward()
-    return out.float(), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
+        outputs, loss = _objective(model, loss_fn, x.to(device), target.to(device), draw)
+    loss.backward()
+    first = outputs if isinstance(outputs, torch.Tensor) else next(iter(outputs.values()))
+    return first.float(), {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def _grad_error(grads, ref) -> tuple:
@@ -132,50 +170,129 @@ def _grad_error(grads, ref) -> tuple:
     return rel(flat, flat_ref), worst
 
 
+def model_variants(tiny: bool):
+    """(label, name, args): each registered model at its default (the paper's) configuration, and again at the
+    configuration its SIRST-v1 training config trains where that differs (IRSTD-Diff's narrower one); smallest
+    first, so a run cut short by its time limit has checked the most networks."""
+    out = []
+    for name in MODELS or list_models():
+        cfg = model_cfg(name)
+        if tiny:
+            out.append((f"{name} (tiny)", name, dict(cfg.tiny_args)))
+            continue
+        out.append((name, name, {}))
+        train_cfg = ROOT / "training" / "configs" / f"{name}_sirst-v1.yaml"
+        if train_cfg.is_file():
+            args = yaml.safe_load(train_cfg.read_text()).get("model_args") or {}
+            if args:
+                out.append((f"{name} (as trained: {args})", name, args))
+    size = lambda v: sum(p.numel() for p in create_model(v[1], **v[2]).parameters())  # noqa: E731
+    return sorted(out, key=size)
+
+
 def check_models() -> None:
-    for name in list_models():
+    for label, name, args in model_variants(TINY):
         torch.manual_seed(0)
-        model = create_model(name).train()
-        x = torch.rand(2, 1, 128, 160)
-        ref_out, ref_grads = _forward_backward(model.double(), x.double(), "fp32", "cpu")
-        cpu_out, cpu_grads = _forward_backward(model.float(), x, "fp32", "cpu")
+        model = create_model(name, **args).train()
+        loss_fn = build_loss(name, {})
+        gen = torch.Generator().manual_seed(2)
+        x = torch.rand(2, 1, 128, 160, generator=gen)
+        target = (torch.rand(2, 1, 128, 160, generator=gen) > 0.995).float()   # a few target pixels
+        draw = {"t": torch.randint(0, 100, (2,), generator=gen), "noise": torch.randn(2, 1, 128, 160, generator=gen)}
+        if hasattr(model, "diffusion"):
+            draw["t"] = draw["t"] % model.diffusion.T
+        ref_out, ref_grads = _forward_backward(model.double(), loss_fn, x.double(), target.double(),
+                                               {k: v.double() if v.is_floating_point() else v for k, v in draw.items()},
+                                               "fp32", "cpu")
+        cpu_out, cpu_grads = _forward_backward(model.float(), loss_fn, x, target, draw, "fp32", "cpu")
         cpu_err, cpu_worst = _grad_error(cpu_grads, ref_grads)
-        check(f"{name} cpu fp32 vs fp64 backward (the floor)", cpu_err, 1e-2, note=f"worst {cpu_worst}")
-        cuda_model = model.float().cuda()
+        check(f"{label} cpu fp32 vs fp64 backward (the floor)", cpu_err, 1e-2, note=f"worst {cpu_worst}")
+        dev_model = model.float().to(DEVICE)
         for precision, bound in (("fp32", 1e-3), ("bf16", 3e-2)):
-            out, grads = _forward_backward(cuda_model, x, precision, "cuda")
+            out, grads = _forward_backward(dev_model, loss_fn, x, target, draw, precision, DEVICE)
             err, worst = _grad_error(grads, ref_grads)
-            check(f"{name} cuda {precision} forward (train mode, 2x128x160)", rel(out, ref_out), bound)
-            check(f"{name} cuda {precision} backward (all gradients)", err, max(bound * 10, 3 * cpu_err),
-                  note=f"worst {worst}")
-        cuda_model.eval()
+            check(f"{label} {DEVICE} {precision} forward (train mode, 2x128x160)", rel(out, ref_out), bound)
+            check(f"{label} {DEVICE} {precision} backward (training loss, all gradients)", err,
+                  max(bound * 10, 3 * cpu_err), note=f"worst {worst}")
+        dev_model.eval()
         for precision in ("fp32", "bf16"):
-            for hw in ((256, 256), (512, 640)):
-                xx = torch.rand(1, 1, *hw, device="cuda")
+            for hw in ((256, 256),) if TINY else ((256, 256), (512, 640)):
+                xx = torch.rand(1, 1, *hw, device=DEVICE)
 
                 def fwd():
-                    with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=precision == "bf16"):
-                        cuda_model(xx)
-                ROWS.append({"check": f"{name} latency {precision} {hw}", "ms": median_ms(fwd), "ok": True})
-                print(f"time {name} {precision} {hw}: {ROWS[-1]['ms']:.2f} ms", flush=True)
+                    with torch.no_grad(), torch.autocast(DEVICE, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                        dev_model(xx)
+                ROWS.append({"check": f"{label} latency {precision} {hw}", "ms": median_ms(fwd), "ok": True})
+                print(f"time {label} {precision} {hw}: {ROWS[-1]['ms']:.2f} ms", flush=True)
+        del model, dev_model
+        save()
 
 
-PARTS = {"scan": check_scan, "haar": check_haar, "models": check_models}
+def check_shipped() -> None:
+    """The shipped weights through the node's own pipeline (:class:`Detector`, backend torch) on the GPU, against
+    the CPU in fp32 on the ten bundled sample frames: what a Jetson or discrete-GPU user gets with device:=cuda."""
+    names = (SAMPLE / "splits" / "demo.txt").read_text().split()
+    frames = [read_image(SAMPLE / "images" / f"{n}.png") for n in names]
+    for model in (m for m in MODELS or list_models() if ships_weights(m)):
+        threshold = card_threshold(model)
+        ref = Detector(DetectorConfig(model=model, precision="fp32"))
+        want = [ref.probabilities(f) for f in frames]
+        # fp32: probabilities within 1e-3 and masks IoU >= 0.99, as the CPU engines' parity; bf16 and fp16 move
+        # probabilities near the threshold by up to ~0.15 on the CPU too, so they are judged by the mask alone
+        for precision, bound, min_iou in (("fp32", 1e-3, 0.99), ("bf16", float("inf"), 0.98), ("fp16", float("inf"), 0.98)):
+            if DEVICE == "cpu" and precision == "fp16":
+                continue                  # the dry run: torch on the CPU serves fp32 and bf16
+            det = Detector(DetectorConfig(model=model, device=DEVICE, precision=precision))
+            got = [det.probabilities(f) for f in frames]
+            worst = max(float(np.abs(g - w).max()) for g, w in zip(got, want))
+            inter = sum(int(np.logical_and(g > threshold, w > threshold).sum()) for g, w in zip(got, want))
+            union = sum(int(np.logical_or(g > threshold, w > threshold).sum()) for g, w in zip(got, want))
+            iou = 1.0 if union == 0 else inter / union
+            ok = worst <= bound and iou >= min_iou
+            ROWS.append({"check": f"shipped {model} {DEVICE} {precision} vs cpu fp32 (10 sample frames)",
+                         "max_abs_diff": worst, "mask_iou": iou, "bound": bound, "min_iou": min_iou, "ok": ok})
+            print(f"{'ok  ' if ok else 'FAIL'} shipped {model:12s} {DEVICE} {precision}: max |p - p_cpu| {worst:.2e}"
+                  f" (<= {bound:.0e}), mask IoU {iou:.4f} (>= {min_iou}) at {threshold:.2f}", flush=True)
+            for hw in ((256, 256),) if TINY else ((256, 256), (512, 640)):
+                frame = (np.random.default_rng(0).random(hw) * 255).astype(np.uint8)
+                ms = median_ms(lambda: det.probabilities(frame), reps=10)
+                ROWS.append({"check": f"shipped {model} {DEVICE} {precision} node pipeline {hw}", "ms": ms, "ok": True})
+                print(f"time shipped {model} {precision} {hw} (preprocess + model + sigmoid, to numpy): {ms:.2f} ms",
+                      flush=True)
+
+
+def save() -> None:
+    """The rows so far, so that a run stopped at its time limit still leaves what it checked."""
+    if OUT_PATH is not None:
+        OUT_PATH.write_text(json.dumps({"device": DEVICE_NAME, "torch": torch.__version__, "rows": ROWS}, indent=1))
+
+
+PARTS = {"scan": check_scan, "haar": check_haar, "models": check_models, "shipped": check_shipped}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="gpu_check.json")
-    ap.add_argument("--parts", nargs="+", default=["scan", "haar", "models"], choices=["scan", "haar", "models"])
+    ap.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
+    ap.add_argument("--dry-run", action="store_true",
+                    help="run the models and shipped parts on the CPU with tiny variants (checks this script, not a GPU)")
+    ap.add_argument("--models", nargs="+", default=[], choices=list_models(), help="default: every registered model")
     ap.add_argument("--no-tf32", action="store_true", help="full fp32 matmuls and convolutions (TF32 is the default)")
     args = ap.parse_args()
     if args.no_tf32:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
-    if not torch.cuda.is_available():
+    global DEVICE, TINY, OUT_PATH, DEVICE_NAME, MODELS
+    MODELS = args.models
+    if args.dry_run:
+        DEVICE, TINY = "cpu", True
+        args.parts = [p for p in args.parts if p in ("models", "shipped")]
+    elif not torch.cuda.is_available():
         print("gpu_check: no CUDA GPU here", file=sys.stderr)
         return 2
-    print(f"{torch.cuda.get_device_name()} | torch {torch.__version__} | triton available {triton_kernels.AVAILABLE}"
+    name = DEVICE_NAME = "cpu (dry run)" if args.dry_run else torch.cuda.get_device_name()
+    OUT_PATH = Path(args.out)
+    print(f"{name} | torch {torch.__version__} | triton available {triton_kernels.AVAILABLE}"
           f" | {platform.python_version()} | TF32 {'off' if args.no_tf32 else 'on'}", flush=True)
     for part in (PARTS[p] for p in args.parts):
         try:
@@ -183,9 +300,8 @@ def main() -> int:
         except Exception:  # report and go on: one broken part must not hide the others' results
             traceback.print_exc()
             ROWS.append({"check": part.__name__, "ok": False, "note": traceback.format_exc(limit=3)})
+        save()
     failed = any(not r["ok"] for r in ROWS)
-    Path(args.out).write_text(json.dumps({"device": torch.cuda.get_device_name(), "torch": torch.__version__,
-                                          "rows": ROWS}, indent=1))
     print(f"{sum(r['ok'] for r in ROWS)} passed, {sum(not r['ok'] for r in ROWS)} failed")
     return 1 if failed else 0
 

@@ -145,7 +145,8 @@ class NoiseUNet(nn.Module):
         self.stride = 2 ** (len(mult) - 1)
 
     def embed(self, t: torch.Tensor) -> torch.Tensor:
-        return self.time_embed(timestep_embedding(t, self.channels))
+        """The step's features in the weights' dtype (a float64 copy of the network, as gradient checks use, too)."""
+        return self.time_embed(timestep_embedding(t, self.channels).to(self.time_embed[0].weight.dtype))
 
     def encode(self, x: torch.Tensor, emb: torch.Tensor, first_condition: Optional[torch.Tensor] = None
                ) -> List[torch.Tensor]:

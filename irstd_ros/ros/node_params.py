@@ -53,8 +53,8 @@ PARAMS = (
     ParamSpec("weights", "", "Checkpoint path; empty for the model's shipped weights.", effect="reload"),
     ParamSpec("backend", "torch", f"Inference backend. {BACKEND_DESCRIPTION}", choices=BACKENDS, effect="reload"),
     ParamSpec("device", "cpu", "Device: cpu, cuda, cuda:N.", effect="reload"),
-    ParamSpec("precision", "auto", "auto: bf16 where the CPU/GPU computes it natively (AMX/AVX512-BF16, Ampere+), "
-              "else fp32; fp32 on onnxruntime, fp16 on tensorrt. fp16 runs on GPUs only. int8: openvino or "
+    ParamSpec("precision", "auto", "auto: bf16 on CPUs that compute it natively (AMX/AVX512-BF16), else fp32; fp32 "
+              "for torch on a GPU and on onnxruntime, fp16 on tensorrt. fp16 runs on GPUs only. int8: openvino or "
               "onnxruntime, with the int8 ranges shipped beside the weights (lrrnet).",
               choices=PRECISIONS, effect="reload"),
     ParamSpec("cache_dir", "", "Compiled engines of the non-torch backends; empty: $IRSTD_CACHE_DIR or "

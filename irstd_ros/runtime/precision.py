@@ -1,21 +1,23 @@
-"""Pick the compute precision at run time: bf16 only where the hardware has native bf16 math.
+"""Pick the compute precision at run time: what measured fastest where the frame runs.
 
 On CPUs with AMX or AVX512-BF16, bf16 autocast roughly halves LRRNet latency;
-elsewhere bf16 is emulated and slower than fp32, so we fall back to fp32. On
-CUDA, native bf16 starts with compute capability 8.0 (Ampere);
-``torch.cuda.is_bf16_supported()`` also says yes where it is only emulated.
+elsewhere bf16 is emulated and slower than fp32, so we fall back to fp32. On a
+GPU, torch runs fp32: one frame at a time these networks are launch-bound, and
+on an H100 autocast's casts cost more than the bf16/fp16 math saves (shipped
+LRRNet at 256x256: fp32 6.1 ms, fp16 9.2, bf16 9.4; ``bench/gpu_check.py``,
+``bench/results/gpu_check_h100_2026-11-26.json``). TensorRT, which fuses the
+casts away, runs fp16.
 
 torch is imported inside the functions: the node's parameter table reads
 :data:`PRECISIONS`, and the launch helper must not pay torch's import.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from pathlib import Path
-from typing import Optional, Tuple
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
-CUDA_NATIVE_BF16 = (8, 0)  # compute capability of Ampere, the first with bf16 tensor cores
 
 
 @functools.lru_cache(maxsize=None)
@@ -34,14 +36,12 @@ def cpu_has_fast_bf16() -> bool:
     return bool({"amx_bf16", "avx512_bf16"} & flags)
 
 
-def resolve_precision(precision: str, device="cpu", cuda_capability: Optional[Tuple[int, int]] = None,
-                      backend: str = "torch") -> str:
+def resolve_precision(precision: str, device="cpu", backend: str = "torch") -> str:
     """Map ``auto`` to what ``backend`` runs fastest on this machine; validate explicit choices.
 
-    ``auto``: bf16 where the CPU or GPU has native bf16 math, else fp32 (torch,
-    OpenVINO); fp32 for ONNX Runtime (no bf16 CPU kernels); fp16 for TensorRT.
-    ``cuda_capability`` overrides the queried GPU's (major, minor), so the
-    decision can be tested without that GPU.
+    ``auto``: on a CPU, bf16 where it has native bf16 math, else fp32 (torch,
+    OpenVINO); fp32 for ONNX Runtime (no bf16 CPU kernels); on a GPU fp32 for
+    torch and fp16 for TensorRT.
     """
     import torch
 
@@ -60,14 +60,31 @@ def resolve_precision(precision: str, device="cpu", cuda_capability: Optional[Tu
     if backend == "tensorrt":
         return "fp16"
     if dev.type == "cuda":
-        capability = cuda_capability or torch.cuda.get_device_capability(dev)
-        return "bf16" if tuple(capability) >= CUDA_NATIVE_BF16 else "fp32"
+        return "fp32"
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
 def autocast(precision: str, device="cpu"):
-    """An autocast context for a resolved precision (a no-op for fp32)."""
+    """The forward pass's context for a resolved precision: bf16 or fp16 autocast; for fp32, nothing on a CPU
+    and IEEE fp32 on a GPU (TF32 off for convolutions and matmuls while it runs: torch's default TF32
+    convolutions moved shipped LRRNet's probabilities 2.4e-3 from the CPU's on an H100, over the 1e-3 that
+    fp32 parity means here; ``bench/gpu_check.py``)."""
     import torch
 
     dev = torch.device(device)
-    return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None and dev.type == "cuda":
+        return _ieee_fp32()
+    return torch.autocast(dev.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+@contextlib.contextmanager
+def _ieee_fp32():
+    import torch
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
