@@ -12,10 +12,12 @@ import pytest
 # kernel is decorated: set it before anything imports irstd_ros.ops.triton_kernels.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
-# compiled engines of the test run go to a directory of its own, never the user's cache
+# compiled engines of the test run go to a directory of its own, never the user's cache, removed at exit
 if "IRSTD_CACHE_DIR" not in os.environ:
+    import atexit
     import tempfile
     os.environ["IRSTD_CACHE_DIR"] = tempfile.mkdtemp(prefix="irstd-test-engines-")
+    atexit.register(shutil.rmtree, os.environ["IRSTD_CACHE_DIR"], ignore_errors=True)
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `training/` is run from the repo, not installed
