@@ -3,8 +3,8 @@
     .venv/bin/python bench/bench_models.py [--models lrrnet irmamba] [--sizes 256x256 640x512]
                                            [--runs 20] [--json bench/results/models_cpu.json]
 
-Each model at the configuration that ships (its SIRST-v1 training config's model_args) and
-its default knobs. For each: parameters, FLOPs per frame (multiply-adds x 2, torch's
+Each model at the configuration that ships (its shipped weights' model_args, serving knobs
+included; else its SIRST-v1 training config's). For each: parameters, FLOPs per frame (multiply-adds x 2, torch's
 FlopCounterMode; the selective scan counted as 7 FLOPs per channel, state and
 step), and the median and p90 of repeated single-frame runs after warm-up, fp32
 and bf16 (bf16 only where the CPU has it natively); slow configurations get fewer runs
@@ -54,8 +54,16 @@ def flops(model, hw) -> int:
 
 
 def shipped_args(name: str) -> dict:
-    """The configuration that ships: the model_args of its SIRST-v1 training config (the registry default when
-    there is none). IRSTD-Diff ships a narrower network than the paper's (see its config)."""
+    """The configuration that ships: the shipped weights' model_args (their card's, including the serving knobs
+    chosen on val: IRSTD-Diff's mode and steps), else those of its SIRST-v1 training config, else the registry
+    default. IRSTD-Diff ships a narrower network than the paper's (see its config)."""
+    import json
+
+    from irstd_ros.runtime.checkpoints import default_weights, ships_weights
+    if ships_weights(name):
+        card = default_weights(name).with_suffix(".json")
+        if card.is_file():
+            return dict(json.loads(card.read_text()).get("model_args") or {})
     path = Path(__file__).resolve().parents[1] / "training" / "configs" / f"{name}_sirst-v1.yaml"
     if not path.is_file():
         return {}
