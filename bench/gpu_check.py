@@ -138,8 +138,8 @@ def check_haar() -> None:
         check(f"haar dwt grad cuda {size}", rel(xg.grad, x64.grad), 1e-6)
 
 
-def _objective(model, loss_fn, x: torch.Tensor, target: torch.Tensor, draw: dict) -> torch.Tensor:
-    """The model's own training loss on (x, target): the path training differentiates. IRSTD-Diff's draw
+def _objective(model, loss_fn, x: torch.Tensor, target: torch.Tensor, draw: dict) -> tuple:
+    """(outputs, loss): the model's own training loss on (x, target), the path training differentiates. IRSTD-Diff's draw
     (t, noise) is fixed from ``draw`` instead of the device's generator, so every device sees the same one."""
     if hasattr(model, "training_outputs"):
         p_logits, cond = model.condition(x)
