@@ -139,8 +139,9 @@ def check_haar() -> None:
 
 
 def _objective(model, loss_fn, x: torch.Tensor, target: torch.Tensor, draw: dict) -> tuple:
-    """(outputs, loss): the model's own training loss on (x, target), the path training differentiates. IRSTD-Diff's draw
-    (t, noise) is fixed from ``draw`` instead of the device's generator, so every device sees the same one."""
+    """(outputs, loss): the model's own training loss on (x, target), the path training differentiates.
+    IRSTD-Diff's draw (t, noise) is fixed from ``draw`` instead of the device's generator, so every device sees
+    the same one."""
     if hasattr(model, "training_outputs"):
         p_logits, cond = model.condition(x)
         t, noise = draw["t"].to(x.device), draw["noise"].to(x.device, x.dtype)
