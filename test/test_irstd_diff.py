@@ -259,3 +259,15 @@ def test_sampling_is_chosen_on_val_and_ships_with_the_weights(tmp_path, tiny_sir
     det = Detector(DetectorConfig(model="irstd_diff", weights=str(dst)))
     for name, value in sweep["default"].items():
         assert det.knob_values()[name] == value
+    # the threshold is calibrated on the output that ships: calibrate's --knob reaches the Detector it sweeps
+    # (training.ship passes the chosen knobs; before, it swept the training config's mode whatever shipped)
+    from training import calibrate
+    rows = {}
+    for mode in ("ce", "diffusion"):
+        cal = tmp_path / f"calibration_{mode}.json"
+        assert calibrate.main([str(best), "--model", "irstd_diff", "--data", str(tiny_sirst), "--split", "val",
+                               "--knob", f"mode={mode}", "--knob", "sampling_steps=1", "--json", str(cal)]) == 0
+        got = json.loads(cal.read_text())
+        assert got["knobs"] == {"mode": mode, "sampling_steps": 1}
+        rows[mode] = [(r["iou"], r["fa"]) for r in got["rows"]]
+    assert rows["ce"] != rows["diffusion"]

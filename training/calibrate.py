@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from irstd_ros.cli import parse_knobs
 from irstd_ros.eval.datasets import IRSTDDataset
 from irstd_ros.runtime.detector import Detector, DetectorConfig
 from irstd_ros.errors import CheckpointError, IRSTDError, one_line
@@ -54,18 +55,21 @@ def checkpoint_split_parser(doc: str) -> argparse.ArgumentParser:
     ap.add_argument("--model", default="lrrnet")
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="val")
+    ap.add_argument("--knob", action="append", default=[], metavar="NAME=VALUE",
+                    help="a model knob to score with (IRSTD-Diff's mode, steps: as they will ship)")
     return ap
 
 
-def checkpoint_detector(model: str, weights: str) -> Detector:
-    """A Detector on an exported checkpoint, or on a run's own best.pt / last.pt.
+def checkpoint_detector(model: str, weights: str, knobs: dict | None = None) -> Detector:
+    """A Detector on an exported checkpoint, or on a run's own best.pt / last.pt, with ``knobs`` set.
 
     last.pt carries optimizer and RNG state that the inference loader refuses to
     unpickle, so its weights (the EMA where the run kept one) go through the same
     conversion ``export_weights`` uses.
     """
+    knobs = dict(knobs or {})
     try:
-        return Detector(DetectorConfig(model=model, weights=weights))
+        return Detector(DetectorConfig(model=model, weights=weights, knobs=knobs))
     except CheckpointError as first:
         try:
             state = checkpoint.load_training(weights)
@@ -74,7 +78,7 @@ def checkpoint_detector(model: str, weights: str) -> Detector:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "weights.pt"
             torch.save(checkpoint.inference_state_from_training(state), path)
-            return Detector(DetectorConfig(model=model, weights=str(path)))
+            return Detector(DetectorConfig(model=model, weights=str(path), knobs=knobs))
 
 
 def run_tool(name: str, body, argv=None) -> int:
@@ -98,7 +102,8 @@ def _main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.split == "test":
         raise IRSTDError("thresholds are chosen on a validation split, never on test")
-    det = checkpoint_detector(args.model, args.weights)
+    knobs = parse_knobs(args.knob)
+    det = checkpoint_detector(args.model, args.weights, knobs)
     rows = sweep(det, IRSTDDataset(args.data, args.split, protocol="paper"))
     best = choose(rows, args.fa_max, args.pd_min)
     print(f"{'thr':>5} {'IoU':>7} {'nIoU':>7} {'Pd':>7} {'Fa':>10}")
@@ -107,7 +112,7 @@ def _main(argv=None) -> int:
         print(f"{r['threshold']:5.2f} {r['iou']:7.4f} {r['niou']:7.4f} {r['pd']:7.4f} {r['fa']:10.3e}{mark}")
     if args.json:
         Path(args.json).write_text(json.dumps({"split": args.split, "fa_max": args.fa_max, "pd_min": args.pd_min,
-                                               "chosen": best, "rows": rows}, indent=2) + "\n")
+                                               "knobs": knobs, "chosen": best, "rows": rows}, indent=2) + "\n")
     return 0
 
 

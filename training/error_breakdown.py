@@ -15,6 +15,8 @@ import cv2
 import numpy as np
 
 from irstd_ros.eval.datasets import IRSTDDataset, paper_size
+from irstd_ros.cli import parse_knobs
+
 from .calibrate import checkpoint_detector, checkpoint_split_parser, run_tool
 
 
@@ -27,7 +29,7 @@ def _main(argv=None) -> int:
     ap.add_argument("--threshold", type=float, default=0.5)
     ap.add_argument("--worst", type=int, default=10)
     args = ap.parse_args(argv)
-    detector = checkpoint_detector(args.model, args.weights)
+    detector = checkpoint_detector(args.model, args.weights, parse_knobs(args.knob))
     dataset = IRSTDDataset(args.data, args.split, protocol="paper", size=paper_size(args.data))
     near_kernel = np.ones((7, 7), np.uint8)
     totals = dict(inter=0, union=0, missed=0, false_near=0, false_far=0)

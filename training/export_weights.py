@@ -54,7 +54,8 @@ def pretraining(cfg: dict) -> dict | None:
 
 
 def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float16,
-           calibration: dict | None = None, threshold_card: dict | None = None, sampling: dict | None = None) -> dict:
+           calibration: dict | None = None, threshold_card: dict | None = None, sampling: dict | None = None,
+           selected_by: str | None = None) -> dict:
     state = checkpoint.load(src)
     if "state_dict" not in state:  # a last.pt training checkpoint
         state = checkpoint.inference_state_from_training(state)
@@ -73,8 +74,9 @@ def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float
         "epochs_trained": state["epoch"],
         "init_from": pretraining(cfg),
         "epochs_planned": cfg["epochs"],
-        "selected_by": (f"best validation {cfg['select_metric']}" if any(d.get("val_split") for d in cfg["datasets"])
-                        else "final epoch of a fixed schedule (no validation split)"),
+        "selected_by": selected_by or (f"best validation {cfg['select_metric']}"
+                                       if any(d.get("val_split") for d in cfg["datasets"])
+                                       else "final epoch of a fixed schedule (no validation split)"),
         "validation": state.get("record", {}).get("val"),
         "data": [{k: d[k] for k in ("root", "train_split", "val_split") if k in d} for d in cfg["datasets"]],
         "training_config": cfg,
@@ -86,7 +88,8 @@ def export(src: Path, dst: Path, metrics: dict, dtype: torch.dtype = torch.float
         card["compute"]["train_hours_with_init_run"] = round(card["compute"]["train_hours"] + before, 2)
     if calibration:
         card["threshold"] = calibration["chosen"]["threshold"]
-        card["threshold_selection"] = {k: calibration[k] for k in ("split", "fa_max", "pd_min")}
+        card["threshold_selection"] = {k: calibration[k] for k in ("split", "fa_max", "pd_min", "knobs")
+                                       if k in calibration}
         card["threshold_selection"]["val_metrics"] = calibration["chosen"]
     elif threshold_card:
         # A final fit on all of trainval has no held-out split left to calibrate on: it keeps
@@ -114,6 +117,8 @@ def main(argv=None) -> int:
                     "trained on all of trainval (no val split left); exclusive with --calibration")
     ap.add_argument("--knobs-from", help="training.choose_sampling JSON: its val-chosen default knobs ship with the "
                     "weights (IRSTD-Diff's mode and steps)")
+    ap.add_argument("--selected-by", help="how this checkpoint was chosen, when not the training loop's own "
+                    "validation choice (best.pt) or a fixed schedule's last epoch")
     args = ap.parse_args(argv)
     metrics = {}
     for item in args.metrics:
@@ -127,7 +132,7 @@ def main(argv=None) -> int:
     threshold_card = json.loads(Path(args.threshold_from_card).read_text()) if args.threshold_from_card else None
     sampling = json.loads(Path(args.knobs_from).read_text()) if args.knobs_from else None
     export(Path(args.src), Path(args.dst), metrics, torch.float32 if args.fp32 else torch.float16, calibration,
-           threshold_card, sampling)
+           threshold_card, sampling, args.selected_by)
     print(f"wrote {args.dst} and {Path(args.dst).with_suffix('.json')}")
     return 0
 

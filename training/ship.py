@@ -99,6 +99,8 @@ def _main(argv=None) -> int:
     ap.add_argument("--fa-max", type=float, default=2e-5)
     ap.add_argument("--pd-min", type=float, default=0.93)
     ap.add_argument("--knobs-from", help="training.choose_sampling JSON (IRSTD-Diff's serving defaults)")
+    ap.add_argument("--selected-by", help="for the card: how --checkpoint was chosen, when not best.pt's own "
+                    "validation choice")
     ap.add_argument("--threshold-from-card", help="for a run on all of trainval: the card of its train/val stage, "
                     "whose val-chosen threshold it keeps (instead of calibrating)")
     ap.add_argument("--no-test", action="store_true", help="calibrate and export only (a train/val stage that a "
@@ -124,13 +126,18 @@ def _main(argv=None) -> int:
         export_args = [str(ckpt), str(dst), "--threshold-from-card", args.threshold_from_card]
     else:
         calibration = work / "calibration.json"
+        # the threshold is chosen for the output that ships: with the val-chosen serving knobs, not the training
+        # config's (IRSTD-Diff's CE mode and diffusion sample differ in scale)
+        knobs = json.loads(Path(args.knobs_from).read_text())["default"] if args.knobs_from else {}
         if calibrate.main([str(ckpt), "--model", args.model, "--data", str(home), "--split", data["val_split"],
-                           "--fa-max", str(args.fa_max), "--pd-min", str(args.pd_min),
-                           "--json", str(calibration)]) != 0:
+                           "--fa-max", str(args.fa_max), "--pd-min", str(args.pd_min), "--json", str(calibration)]
+                          + [a for k, v in knobs.items() for a in ("--knob", f"{k}={v}")]) != 0:
             raise IRSTDError("calibration failed")
         export_args = [str(ckpt), str(dst), "--calibration", str(calibration)]
     if args.knobs_from:
         export_args += ["--knobs-from", args.knobs_from]
+    if args.selected_by:
+        export_args += ["--selected-by", args.selected_by]
     export_weights.main(export_args)
     if args.no_test:
         return 0
