@@ -249,6 +249,10 @@ def test_sampling_is_chosen_on_val_and_ships_with_the_weights(tmp_path, tiny_sir
     sweep = json.loads(out.read_text())
     labels = [row["label"] for row in sweep["rows"]]
     assert labels[:4] == ["CE alone", "diffusion, DDIM 1", "diffusion, DDIM 2", "diffusion, DDIM 4"]
+    assert labels[-1].startswith("fused (CE + sample), DDIM")     # measured whichever mode is chosen
+    # a run's last.pt (optimizer state and all) is scored as well as its best.pt
+    assert choose_sampling.main([str(best.with_name("last.pt")), "--data", str(tiny_sirst), "--split", "val",
+                                 "--max-steps", "1", "--limit", "1"]) == 0
     best_iou = max(row["iou"] for row in sweep["rows"] if row["knobs"]["mode"] != "fused")
     chosen = next(row for row in sweep["rows"] if row["knobs"] == sweep["default"])
     assert chosen["iou"] >= best_iou - 0.01
