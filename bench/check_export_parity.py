@@ -29,24 +29,29 @@ from irstd_ros.models import list_models, model_cfg
 from irstd_ros.progress import progress
 
 
-def parity(model: str, backend: str, frames, size: int) -> dict:
-    threshold = card_threshold(model)
-    ref = Detector(DetectorConfig(model=model, precision="fp32", input_size=size))
-    t0 = time.perf_counter()
-    det = Detector(DetectorConfig(model=model, backend=backend, precision="fp32", input_size=size))
+def compare(ref: Detector, det: Detector, frames, threshold: float, desc: str = "") -> dict:
+    """``det`` against ``ref`` over ``frames``: the largest probability difference, the masks' pixel IoU at
+    ``threshold`` (over all frames together) and on how many frames the two find as many targets."""
     worst, inter, union, same_count = 0.0, 0, 0, 0
-    for image in progress(frames, desc=f"{model}/{backend}"):
+    for image in progress(frames, desc=desc):
         want, got = ref.probabilities(image), det.probabilities(image)
         worst = max(worst, float(np.abs(got - want).max()))
         a, b = want > threshold, got > threshold
         inter += int(np.logical_and(a, b).sum())
         union += int(np.logical_or(a, b).sum())
         same_count += len(components(a)[2]) == len(components(b)[2])
-    iou = 1.0 if union == 0 else inter / union
+    return {"max_abs_diff": worst, "mask_iou": 1.0 if union == 0 else inter / union, "same_target_count": same_count}
+
+
+def parity(model: str, backend: str, frames, size: int) -> dict:
+    threshold = card_threshold(model)
+    ref = Detector(DetectorConfig(model=model, precision="fp32", input_size=size))
+    t0 = time.perf_counter()
+    det = Detector(DetectorConfig(model=model, backend=backend, precision="fp32", input_size=size))
+    r = compare(ref, det, frames, threshold, f"{model}/{backend}")
     return {"model": model, "backend": backend, "precision": "fp32", "size": size, "threshold": threshold,
-            "frames": len(frames), "max_abs_diff": worst, "mask_iou": iou, "same_target_count": same_count,
-            "seconds_incl_compile": round(time.perf_counter() - t0, 1),
-            "pass": worst < 1e-3 and iou >= 0.99 and same_count == len(frames)}
+            "frames": len(frames), **r, "seconds_incl_compile": round(time.perf_counter() - t0, 1),
+            "pass": r["max_abs_diff"] < 1e-3 and r["mask_iou"] >= 0.99 and r["same_target_count"] == len(frames)}
 
 
 def main(argv=None) -> int:

@@ -29,6 +29,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from irstd_ros.cli.demo import SAMPLE  # noqa: E402
 from irstd_ros.eval.datasets import read_image  # noqa: E402
@@ -39,6 +40,7 @@ from irstd_ros.ops import triton_kernels  # noqa: E402
 from irstd_ros.runtime.checkpoints import card_threshold, ships_weights  # noqa: E402
 from irstd_ros.runtime.detector import Detector, DetectorConfig  # noqa: E402
 from training.losses import build_loss  # noqa: E402
+from check_export_parity import compare  # noqa: E402  (bench/, beside this script)
 
 ROWS = []
 DEVICE, TINY = "cuda", False      # --dry-run: "cpu", True
@@ -143,10 +145,7 @@ def _objective(model, loss_fn, x: torch.Tensor, target: torch.Tensor, draw: dict
     IRSTD-Diff's draw (t, noise) is fixed from ``draw`` instead of the device's generator, so every device sees
     the same one."""
     if hasattr(model, "training_outputs"):
-        p_logits, cond = model.condition(x)
-        t, noise = draw["t"].to(x.device), draw["noise"].to(x.device, x.dtype)
-        x_t = model.diffusion.q_sample(target * 2 - 1, t, noise)
-        outputs = {"logits": p_logits, "eps": model.denoise(x_t.to(cond.dtype), t, cond), "noise": noise}
+        outputs = model.training_outputs(x, target, draw["t"].to(x.device), draw["noise"].to(x.device, x.dtype))
     else:
         outputs = loss_fn.predict(model, x, target)
     return outputs, loss_fn(outputs, x.float(), target)[0]
@@ -237,7 +236,6 @@ def check_shipped() -> None:
     for model in (m for m in MODELS or list_models() if ships_weights(m)):
         threshold = card_threshold(model)
         ref = Detector(DetectorConfig(model=model, precision="fp32"))
-        want = [ref.probabilities(f) for f in frames]
         # fp32: probabilities within 1e-3 and masks IoU >= 0.99, as the CPU engines' parity; bf16 and fp16 move
         # probabilities near the threshold by up to ~0.15 on the CPU too, so they are judged by the mask alone
         loose = float("inf")
@@ -245,14 +243,11 @@ def check_shipped() -> None:
             if DEVICE == "cpu" and precision == "fp16":
                 continue                  # the dry run: torch on the CPU serves fp32 and bf16
             det = Detector(DetectorConfig(model=model, device=DEVICE, precision=precision))
-            got = [det.probabilities(f) for f in frames]
-            worst = max(float(np.abs(g - w).max()) for g, w in zip(got, want))
-            inter = sum(int(np.logical_and(g > threshold, w > threshold).sum()) for g, w in zip(got, want))
-            union = sum(int(np.logical_or(g > threshold, w > threshold).sum()) for g, w in zip(got, want))
-            iou = 1.0 if union == 0 else inter / union
+            r = compare(ref, det, frames, threshold)
+            worst, iou = r["max_abs_diff"], r["mask_iou"]
             ok = worst <= bound and iou >= min_iou
             ROWS.append({"check": f"shipped {model} {DEVICE} {precision} vs cpu fp32 (10 sample frames)",
-                         "max_abs_diff": worst, "mask_iou": iou, "bound": bound, "min_iou": min_iou, "ok": ok})
+                         **r, "bound": bound, "min_iou": min_iou, "ok": ok})
             print(f"{'ok  ' if ok else 'FAIL'} shipped {model:12s} {DEVICE} {precision}: max |p - p_cpu| {worst:.2e}"
                   f" (<= {bound:.0e}), mask IoU {iou:.4f} (>= {min_iou}) at {threshold:.2f}", flush=True)
             for hw in ((256, 256),) if TINY else ((256, 256), (512, 640)):

@@ -210,13 +210,15 @@ class IRSTDDiff(nn.Module):
             prob = torch.where(agree, (p + prob) / 2, p + prob / 4)
         return torch.logit(prob.clamp(1e-4, 1 - 1e-4)).to(p_logits.dtype)
 
-    def training_outputs(self, image: torch.Tensor, target: torch.Tensor) -> Dict[str, torch.Tensor]:
+    def training_outputs(self, image: torch.Tensor, target: torch.Tensor, t: Optional[torch.Tensor] = None,
+                         noise: Optional[torch.Tensor] = None) -> Dict[str, torch.Tensor]:
         """One training draw: t ~ U{0..T-1}, ε ~ N(0, I) from torch's global generator (saved with the run),
-        x_t from the mask (eq. 4), and the network's ε prediction and CE logits."""
+        x_t from the mask (eq. 4), and the network's ε prediction and CE logits. ``t`` and ``noise`` given: that
+        draw instead (the same one on every device, for gradient checks)."""
         p_logits, cond = self.condition(image)
         b = image.shape[0]
-        t = torch.randint(0, self.diffusion.T, (b,), device=image.device)
-        noise = torch.randn_like(target)
+        t = torch.randint(0, self.diffusion.T, (b,), device=image.device) if t is None else t
+        noise = torch.randn_like(target) if noise is None else noise
         x_t = self.diffusion.q_sample(target * 2 - 1, t, noise)
         return {"logits": p_logits, "eps": self.denoise(x_t.to(cond.dtype), t, cond), "noise": noise}
 
