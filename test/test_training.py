@@ -309,6 +309,8 @@ def test_ship_calibrates_on_val_then_scores_test_once_into_the_card(tmp_path, si
                       "--threshold-from-card", str(stage1.with_suffix(".json"))]) == 0
     final_card = json.loads(final.with_suffix(".json").read_text())
     assert final_card["threshold"] == stage1_card["threshold"]
+    # every epoch of a shipped last.pt is in its card's hours (its last epoch's were once left out)
+    assert final_card["compute"]["epochs_logged"] == final_card["epochs_trained"]
     assert set(final_card["test_metrics"]) == {"paper", "native"}
     assert ship.main([str(out), "--model", "lrrnet", "--dst", str(tmp_path / "w3.pt"), "--work", str(tmp_path / "s4"),
                       "--threshold-from-card", str(stage1.with_suffix(".json"))]) == 2

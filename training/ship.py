@@ -50,6 +50,8 @@ def prepare(run: Path, name: str, work: Path | None) -> tuple[Path, dict]:
     """Copy the selected checkpoint and the metrics of its epochs into the work directory."""
     src = run / name
     state = checkpoint.load(src)
+    if "state_dict" not in state:  # last.pt: its "epoch" counts from 0, metrics.jsonl's from 1 (as best.pt's do)
+        state = checkpoint.inference_state_from_training(state)
     epoch = state["epoch"]
     work = work or Path.home() / "irstd-runs" / "ship" / f"{run.name}_e{epoch}"
     work.mkdir(parents=True, exist_ok=True)
