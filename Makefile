@@ -19,7 +19,7 @@ demo: install
 	$(VENV)/bin/irstd-demo
 
 test: install
-	$(PY) -m pytest -q --durations=15 test
+	$(PY) -m pytest -q -n auto --maxprocesses 4 --durations=15 test
 
 bench: install
 	$(PY) bench/bench_models.py

@@ -12,6 +12,17 @@ import pytest
 # kernel is decorated: set it before anything imports irstd_ros.ops.triton_kernels.
 os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# `make test` runs the suite in parallel processes (pytest-xdist): most tests wait on ROS graphs, child
+# processes and compilers, so two workers finish in well under the time of one. Each worker gets its share of
+# the cores for torch (set before anything imports torch; the nodes the tests start inherit it) and a ROS
+# domain of its own, the workers of one run on neighbouring domains so none meets another's graph.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if "PYTEST_XDIST_WORKER" in os.environ:
+    _index = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw"))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+    _run = int.from_bytes(os.environ.get("PYTEST_XDIST_TESTRUNUID", "0").encode()[-8:], "little")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(1 + (_run % max(1, 100 // _WORKERS)) * _WORKERS + _index))
+
 # compiled engines of the test run go to a directory of its own, never the user's cache, removed at exit
 if "IRSTD_CACHE_DIR" not in os.environ:
     import atexit

@@ -163,7 +163,8 @@ def test_group_norm_exported_as_reductions_matches_group_norm_and_has_no_reshape
 def test_shipped_lrrnet_channels_last_agrees_with_contiguous_on_real_frames():
     """The layout the Detector runs on CPUs gives the contiguous layout's logits on a real frame and on the same
     frame as a warm flat 16-bit scene would arrive (0.5 + 0.05 x): with torch's own GroupNorm they differed by
-    0.042 and 0.032."""
+    0.042 and 0.032. Now 6e-4-9e-4 with two threads and up to 3.3e-3 with one (an xdist worker's share; the warm
+    scene's large mean cancels in fp32): 0.01 passes those and fails the old layout bug."""
     from irstd_ros.runtime.checkpoints import load_model
     from irstd_ros.eval.datasets import read_image
     from irstd_ros.cli.demo import SAMPLE
@@ -173,7 +174,7 @@ def test_shipped_lrrnet_channels_last_agrees_with_contiguous_on_real_frames():
         with torch.no_grad():
             contiguous = m.to(memory_format=torch.contiguous_format)(x)
             last = m.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
-        assert float((last - contiguous).abs().max()) < 1e-3
+        assert float((last - contiguous).abs().max()) < 1e-2
 
 
 @pytest.mark.parametrize("name", [n for n in MODELS if model_cfg(n).paper_params])
