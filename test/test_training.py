@@ -233,6 +233,21 @@ def test_shipped_configs_load(path):
         assert d.get("train_split") in ("train", "trainval"), d
 
 
+def test_seed_repeats_a_run_under_its_own_name_from_other_random_numbers(tmp_path, tiny_sirst):
+    """``--seed N`` (repeats of an ablation arm) writes <config>_seedN beside the seed-0 run, never over it,
+    and the seed reaches the initialisation."""
+    cfg = tiny_config(tmp_path, tiny_sirst, epochs=1)
+    for seed in (1, 2):
+        r = run(train_cmd(cfg, "--max-steps", "1", "--seed", str(seed)))
+        assert r.returncode == 0, r.stderr
+    runs = tmp_path / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["tiny_seed1", "tiny_seed2"]
+    for seed in (1, 2):
+        assert yaml.safe_load((runs / f"tiny_seed{seed}" / "config.yaml").read_text())["seed"] == seed
+    one, two = (weights(runs / f"tiny_seed{s}" / "last.pt") for s in (1, 2))
+    assert any(not torch.equal(one[k], two[k]) for k in one if one[k].is_floating_point())
+
+
 def test_calibrate_reads_a_runs_last_pt_like_its_export(tmp_path, tiny_sirst, capsys):
     """A run's last.pt (optimizer and RNG state inside) scores exactly as its exported weights do;
     a missing checkpoint or split is one line on stderr, exit 2."""
