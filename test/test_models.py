@@ -130,6 +130,18 @@ def test_group_norm_is_exact_on_channels_last_cpu_input(offset, spread):
     assert float((x.grad.double() - xd.grad).abs().max()) < 1e-4 * float(xd.grad.abs().max())
 
 
+@pytest.mark.parametrize("name", ["lrrnet", "lrrnet_small"])
+def test_lrrnet_traces_as_one_graph_for_torch_compile(name):
+    """Training with ``compile: true`` compiles the whole network: reading the export switch inside GroupNorm
+    broke dynamo's graph at every norm (16 breaks) and LRRNet's forward ran eagerly."""
+    import torch._dynamo
+    net = create_model(name, **model_cfg(name).tiny_args).train().to(memory_format=torch.channels_last)
+    x = torch.randn(2, 1, 32, 32).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        explained = torch._dynamo.explain(net)(x)
+    assert explained.graph_break_count == 0 and explained.graph_count == 1, explained.break_reasons
+
+
 @pytest.mark.parametrize("offset, spread", [(0.0, 1.0), (50.0, 0.1)])
 def test_group_norm_exported_as_reductions_matches_group_norm_and_has_no_reshape_of_the_map(offset, spread, tmp_path):
     """The export form (reductions over H, W; see irstd_ros.layers.norm) is GroupNorm, and the ONNX graph

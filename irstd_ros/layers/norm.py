@@ -65,9 +65,19 @@ def group_norm_by_reductions(x: torch.Tensor, groups: int, weight: torch.Tensor,
     return centred * (torch.rsqrt(var + eps) * weight.view(1, c, 1, 1)) + bias.view(1, c, 1, 1)
 
 
+def _export_form() -> bool:
+    """Whether :func:`reductions_for_export` is on. torch.compile cannot trace ``ContextVar.get``: read there, it
+    broke the graph at every norm, and as LRRNet calls its norms in a loop, dynamo ran LRRNet's whole forward
+    eagerly (``compile: true`` trained LRRNet and LRRNet-small uncompiled). Under torch.compile, outside an
+    export, the export form is never wanted, so it is never read there."""
+    if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
+        return False
+    return _AS_REDUCTIONS.get()
+
+
 class GroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if _AS_REDUCTIONS.get() and x.dim() == 4 and self.affine:
+        if _export_form() and x.dim() == 4 and self.affine:
             return group_norm_by_reductions(x, self.num_groups, self.weight, self.bias, self.eps)
         if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4 or x.is_contiguous() \
                 or not x.is_contiguous(memory_format=torch.channels_last) or torch.is_autocast_enabled("cpu"):
