@@ -351,6 +351,24 @@ def test_compare_runs_reports_each_runs_best_and_settled_validation(tmp_path, ca
     assert "best ep   4: IoU 0.5000" in capsys.readouterr().out
     assert compare_runs.main([str(tmp_path / "missing")]) == 2
 
+    # repeats of an arm pool into it: "a" is seed 0 of arm "a", "a_seed1" its repeat
+    (tmp_path / "a_seed1").mkdir()
+    rows = [{"epoch": e + 1, "epoch_time_s": 1.0, **({"val": {"iou": 0.7, "niou": 0.7, "pd": 1.0, "fa": 3e-5}}
+                                                     if e % 2 else {})} for e in range(8)]
+    (tmp_path / "a_seed1" / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert compare_runs.main([str(tmp_path / n) for n in ("a", "a_seed1", "b")] +
+                             ["--last", "2", "--arms", "--json", str(tmp_path / "arms.json")]) == 0
+    arms = {a["arm"]: a for a in json.loads((tmp_path / "arms.json").read_text())["arms"]}
+    assert list(arms) == ["a", "b"] and arms["a"]["runs"] == ["a", "a_seed1"]
+    assert arms["a"]["best"]["iou"] == pytest.approx(0.6) and arms["a"]["best_sd"]["iou"] == pytest.approx(0.1 * 2 ** 0.5)
+    assert arms["a"]["settled"]["iou"] == pytest.approx((0.425 + 0.7) / 2) and arms["b"]["settled_sd"]["iou"] == 0.0
+    assert arms["a"]["settled"]["fa"] == pytest.approx(2e-5)
+    # a run whose directory is gone comes back from an earlier --json, pooled the same
+    assert compare_runs.main(["--from-json", str(tmp_path / "s.json"), str(tmp_path / "a_seed1"), "--last", "2",
+                              "--arms", "--json", str(tmp_path / "again.json")]) == 0
+    assert json.loads((tmp_path / "again.json").read_text())["arms"][0] == arms["a"]
+    assert compare_runs.main(["--from-json", str(tmp_path / "s.json"), "--last", "3"]) == 2
+
 
 def test_distillation_pulls_the_student_toward_the_teacher_and_only_the_student(tmp_path, tiny_sirst):
     """KD's term has no gradient where the student already matches the teacher; the teacher never learns;
