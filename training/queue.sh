@@ -11,8 +11,8 @@ mkdir -p "$OUT"
 # An entry is a config's stem, or stem@N for a repeat of that run with seed N (named stem_seedN).
 # The WPMD ablation's repeats first (issue 14: one seed per arm could not tell a 22 % false-alarm
 # difference from noise), then LRRNet-small's distillation (issue 16).
-for entry in irsam_ablation_wpmd-open@1 irsam_ablation_no-wpmd@1 irsam_ablation_wpmd-open@2 \
-             irsam_ablation_no-wpmd@2 lrrnet_small_kd_sirst-v1; do
+for entry in irsam_ablation_wpmd-open@1 irsam_ablation_no-wpmd@1 irsam_ablation_no-wpmd@2 \
+             irsam_ablation_wpmd-open@2 lrrnet_small_kd_sirst-v1; do
   c=${entry%@*}; args=(--config "training/configs/$c.yaml" --out-dir "$OUT"); log=$c
   if [[ $entry == *@* ]]; then args+=(--seed "${entry#*@}"); log=${c}_seed${entry#*@}; fi
   echo "$(date -u +%FT%TZ) start $log"

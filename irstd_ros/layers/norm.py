@@ -68,7 +68,7 @@ def group_norm_by_reductions(x: torch.Tensor, groups: int, weight: torch.Tensor,
 def _export_form() -> bool:
     """Whether :func:`reductions_for_export` is on. torch.compile cannot trace ``ContextVar.get``: read there, it
     broke the graph at every norm, and as LRRNet calls its norms in a loop, dynamo ran LRRNet's whole forward
-    eagerly (``compile: true`` trained LRRNet and LRRNet-small uncompiled). Under torch.compile, outside an
+    eagerly (LRRNet-small's ``compile: true`` training ran uncompiled). Under torch.compile, outside an
     export, the export form is never wanted, so it is never read there."""
     if torch.compiler.is_compiling() and not torch.compiler.is_exporting():
         return False
