@@ -136,7 +136,6 @@ def main(argv=None) -> int:
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--seed", type=int,
                     help="override the config's seed; the run is then named <config>_seed<N> (repeats of a run)")
-    ap.add_argument("--name", help="override the run's name (its directory under out_dir)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--save-replicas", action="store_true",
                     help="at the end, every DDP rank saves its weights as replica<rank>.pt (to check they agree)")
@@ -153,8 +152,6 @@ def main(argv=None) -> int:
         if args.seed is not None:
             overrides["seed"] = args.seed
             overrides["name"] = f"{Path(args.config).stem}_seed{args.seed}"
-        if args.name:
-            overrides["name"] = args.name
         cfg = load_config(args.config, overrides)
         return train(cfg, args)
     except (ConfigError, IRSTDError, checkpoint.CheckpointLoadError) as exc:
