@@ -17,12 +17,11 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 # the cores for torch (set before anything imports torch; the nodes the tests start inherit it) and a ROS
 # domain of its own, the workers of one run on neighbouring domains so none meets another's graph.
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
-_INDEX = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
-_RUN_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID")  # shared by a run's workers; a plain run: this process
-_RUN = int.from_bytes(_RUN_ID.encode()[-8:], "little") if _RUN_ID else os.getpid()
-os.environ.setdefault("ROS_DOMAIN_ID", str(1 + (_RUN % max(1, 100 // _WORKERS)) * _WORKERS + _INDEX))
 if "PYTEST_XDIST_WORKER" in os.environ:
+    _index = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw"))
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+    _run = int.from_bytes(os.environ.get("PYTEST_XDIST_TESTRUNUID", "0").encode()[-8:], "little")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(1 + (_run % max(1, 100 // _WORKERS)) * _WORKERS + _index))
 
 # compiled engines of the test run go to a directory of its own, never the user's cache, removed at exit
 if "IRSTD_CACHE_DIR" not in os.environ:

@@ -1,7 +1,7 @@
 """A real ROS 2 graph for tests: the detector in its own process, a test node in this one.
 
-The environment isolates each test session: localhost-only discovery, a temporary
-ROS_LOG_DIR, and the session's own ROS_DOMAIN_ID (chosen in conftest.py, per xdist worker).
+The environment isolates each test session: localhost-only discovery, a
+session-unique ROS_DOMAIN_ID and a temporary ROS_LOG_DIR.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+os.environ.setdefault("ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="irstd-roslog-"))
 
 import rclpy  # noqa: E402
