@@ -82,12 +82,16 @@ class WPMD(nn.Module):
         self.log_k = nn.Parameter(torch.zeros(cin))
         self.proj = ConvBN(cin, cout, 3, stride, bn_weight_init=gain_init)
 
+    def conductance(self, lh: torch.Tensor, hl: torch.Tensor) -> torch.Tensor:
+        """Perona-Malik's g = 1 / (1 + s²/k²), s² = LH² + HL²: near 1 diffuses (flat), near 0 keeps (edge)."""
+        inv_k2 = torch.exp(-2 * self.log_k).view(1, -1, 1, 1)
+        return 1.0 / (1.0 + (lh * lh + hl * hl) * inv_k2)
+
     def diffuse(self, u: torch.Tensor) -> torch.Tensor:
         size = u.shape[-2:]
-        inv_k2 = torch.exp(-2 * self.log_k).view(1, -1, 1, 1)
         for _ in range(self.steps):
             ll, lh, hl, hh = haar_dwt2d(u).chunk(4, 1)
-            g = 1.0 / (1.0 + (lh * lh + hl * hl) * inv_k2)
+            g = self.conductance(lh, hl)
             zero = torch.zeros_like(ll)
             u = u - haar_idwt2d(torch.cat([zero, g * lh, g * hl, zero], 1), size)
         return u
