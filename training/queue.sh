@@ -7,11 +7,10 @@ OUT=${OUT:-$HOME/irstd-runs}
 mkdir -p "$OUT"
 # Finished and recorded (their numbers in bench/results/ or their weights shipped), so no longer queued:
 # irsam_ablation_{wpmd,wpmd-open,no-wpmd}, irsam_ablation_{wpmd-open,no-wpmd}_seed{1,2}, lrrnet_small_sirst-v1{,_trainval},
-# irsam_pretrain, irsam_sirst-v1, irstd_diff_sirst-v1.
+# irsam_pretrain, irsam_sirst-v1, irsam_pretrain_no-wpmd, irsam_sirst-v1_no-wpmd, irstd_diff_sirst-v1.
 # An entry is a config's stem, or stem@N for a repeat of that run with seed N (named stem_seedN).
-# First IRSAM without WPMD at the shipped two-stage budget (issue 14: the 40-epoch from-scratch ablation
-# tied over three seeds; its pair is the shipped run), then LRRNet-small's distillation (issue 16).
-for entry in irsam_pretrain_no-wpmd irsam_sirst-v1_no-wpmd lrrnet_small_kd_sirst-v1; do
+# LRRNet-small's distillation (issue 16).
+for entry in lrrnet_small_kd_sirst-v1; do
   c=${entry%@*}; args=(--config "training/configs/$c.yaml" --out-dir "$OUT"); log=$c
   if [[ $entry == *@* ]]; then args+=(--seed "${entry#*@}"); log=${c}_seed${entry#*@}; fi
   echo "$(date -u +%FT%TZ) start $log"
