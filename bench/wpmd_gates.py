@@ -22,8 +22,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from irstd_ros.eval.datasets import IRSTDDataset  # noqa: E402
-from irstd_ros.models import create_model  # noqa: E402
 from irstd_ros.ops.haar import haar_dwt2d  # noqa: E402
+from irstd_ros.runtime.checkpoints import load_model  # noqa: E402
 from irstd_ros.runtime.pipeline import preprocess  # noqa: E402
 from training.checkpoint import weights_from  # noqa: E402
 
@@ -40,11 +40,9 @@ def static_gates(path: str, state: dict) -> None:
               f"   |γ| mean {float(g.mean()):.4f} max {float(g.max()):.4f}")
 
 
-def conductance_on_frames(state: dict, data: str, split: str, frames: int, size: int) -> None:
+def conductance_on_frames(path: str, data: str, split: str, frames: int, size: int) -> None:
     """g of each block's first diffusion step over the features of ``frames`` frames of ``split``."""
-    model = create_model("irsam")
-    model.load_state_dict(state)
-    model.eval()
+    model, _ = load_model("irsam", path)  # built with the checkpoint's own model_args
     seen = {name: [] for name in model.wpmd}
 
     def record(name):
@@ -87,8 +85,7 @@ def main(argv=None) -> int:
         state = weights_from(path)
         static_gates(path, state)
         if args.data:
-            conductance_on_frames(state, args.data, args.split,
-                                  args.frames, args.size)
+            conductance_on_frames(path, args.data, args.split, args.frames, args.size)
     return 0
 
 
